@@ -174,7 +174,10 @@ async fn openbao_kv2_over_tls_and_kubernetes_login() {
         .expect("kubernetes login through TokenReview");
     assert!(!auth.client_token.is_empty());
     assert_eq!(
-        auth.metadata.get("service_account_namespace").map(String::as_str),
+        auth.metadata
+            .as_ref()
+            .and_then(|m| m.get("service_account_namespace"))
+            .map(String::as_str),
         Some(ns.as_str())
     );
 
