@@ -1,0 +1,727 @@
+//! The operator's configuration of the injector. Everything a tenant must not choose lives here and
+//! only here: the sidecar image, the store addresses and CA, token audiences and lifetimes, the
+//! sidecar's UID/GID and resources, the Vault roles each namespace may use, and whether the injector
+//! may set `fsGroup` or `shareProcessNamespace`. It is read from a YAML file
+//! (`deny_unknown_fields`), overlaid with command-line flags, then [`RawConfig::build`] checks every
+//! field and names the first bad one, so a bad config fails at start rather than at admission.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hush_sidecar::config::{AwsSettings, OperatorSettings, VaultSettings};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Default UID and GID of the sidecar (the distroless "nonroot" user).
+pub const DEFAULT_SIDECAR_ID: i64 = 65532;
+/// The shortest lifetime the kube-apiserver accepts for a projected token.
+pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
+/// Default request body limit: AdmissionReviews above this are answered 413 unparsed.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The config file as written by the operator. Every section is optional; flags fill or override.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub sidecar: RawSidecar,
+    #[serde(default)]
+    pub vault: Option<RawVault>,
+    #[serde(default)]
+    pub aws: Option<RawAws>,
+    /// Vault roles each namespace may request with `hush.dev/role`; the key `"*"` applies to
+    /// namespaces not listed. Absent: any role (Vault's role binding is then the only check).
+    #[serde(default)]
+    pub allowed_roles: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub pod_security: RawPodSecurity,
+}
+
+/// Listener and TLS settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawServer {
+    /// HTTPS listen address for `/mutate` and `/validate` (default `0.0.0.0:8443`).
+    pub listen: Option<String>,
+    /// Plain-HTTP listen address for `/healthz`, `/readyz`, `/metrics` (default `0.0.0.0:8080`).
+    pub health_listen: Option<String>,
+    /// PEM certificate chain file.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key file.
+    pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate files are checked for changes, in seconds (default 5).
+    pub tls_reload_interval_seconds: Option<u64>,
+    /// Request body limit in bytes (default 3 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// How long SIGTERM waits for in-flight requests, in seconds (default 20).
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// What the injected container looks like.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSidecar {
+    /// The `hush-sidecar` image of the same release (required).
+    pub image: Option<String>,
+    /// `Always`, `IfNotPresent` (default) or `Never`.
+    pub image_pull_policy: Option<String>,
+    /// UID of the sidecar (default 65532, never 0).
+    pub run_as_user: Option<i64>,
+    /// GID of the sidecar (default 65532, never 0).
+    pub run_as_group: Option<i64>,
+    /// Port of the sidecar's Prometheus endpoint on the pod IP (default 9102, at least 1024).
+    pub metrics_port: Option<u16>,
+    /// Container resources (defaults: requests cpu 5m / memory 16Mi, limits memory 64Mi).
+    pub resources: Option<RawResources>,
+    /// `sizeLimit` of the tmpfs secrets volume (default `16Mi`).
+    pub secrets_size_limit: Option<String>,
+    /// How long the first fetch (and init-only mode) may take, in seconds (default 120). The
+    /// startup probe allows this plus 30 s before the kubelet restarts the sidecar.
+    pub fetch_deadline_seconds: Option<u64>,
+    /// Refresh interval when the pod sets no `hush.dev/refresh`, in seconds (default 300).
+    pub default_refresh_seconds: Option<u64>,
+    /// Shortest `hush.dev/refresh` accepted, in seconds (default 10).
+    pub min_refresh_seconds: Option<u64>,
+    /// Longest `hush.dev/refresh` accepted, in seconds (default 86400).
+    pub max_refresh_seconds: Option<u64>,
+    /// Largest rendered file, in bytes (default 1 MiB).
+    pub max_file_bytes: Option<u64>,
+}
+
+/// Container resources as Kubernetes quantities.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawResources {
+    #[serde(default)]
+    pub requests: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, String>,
+}
+
+/// Vault/OpenBao settings handed to every sidecar.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawVault {
+    /// `https://...` address of Vault/OpenBao.
+    pub addr: Option<String>,
+    /// CA bundle PEM, inline.
+    pub ca_pem: Option<String>,
+    /// CA bundle PEM, from a file read at start.
+    pub ca_file: Option<PathBuf>,
+    /// Mount of the kubernetes auth method (default `kubernetes`).
+    pub auth_mount: Option<String>,
+    /// Mount of the AppRole auth method (default `approle`).
+    pub approle_mount: Option<String>,
+    /// Audience of the projected token the sidecar logs in with (default `vault`).
+    pub audience: Option<String>,
+    /// `expirationSeconds` of that token (default 600, at least 600).
+    pub token_expiration_seconds: Option<i64>,
+    /// Skip TLS verification (tests only; default false).
+    pub tls_skip_verify: Option<bool>,
+}
+
+/// AWS settings handed to sidecars of pods with `aws:` sources.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAws {
+    pub region: Option<String>,
+    /// Endpoint override (tests and demos only).
+    pub endpoint: Option<String>,
+    /// `expirationSeconds` of the `sts.amazonaws.com` token (default 3600, at least 600).
+    pub token_expiration_seconds: Option<i64>,
+}
+
+/// Pod-level settings the injector may change, both off by default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPodSecurity {
+    /// Set `fsGroup` on pods that have none, so secret files can be 0440 (default false).
+    pub allow_fs_group: Option<bool>,
+    /// The `fsGroup` to set (default 65532).
+    pub fs_group: Option<i64>,
+    /// Allow `hush.dev/on-change: signal:...`, which needs `shareProcessNamespace` (default false).
+    pub allow_share_process_namespace: Option<bool>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InjectorConfig {
+    pub server: ServerConfig,
+    pub sidecar: SidecarSettings,
+    /// The operator's part of every `SidecarConfig`, validated; `allowed_roles` and `fs_group` are
+    /// filled in per pod.
+    pub operator: OperatorSettings,
+    /// `expirationSeconds` of the Vault token, when Vault is configured.
+    pub vault_token_expiration_seconds: i64,
+    /// `expirationSeconds` of the STS token, when AWS is configured.
+    pub aws_token_expiration_seconds: i64,
+    pub allowed_roles: Option<BTreeMap<String, Vec<String>>>,
+    pub pod_security: PodSecurityConfig,
+}
+
+/// Validated listener settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub health_listen: SocketAddr,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_reload_interval: Duration,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Validated sidecar container settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SidecarSettings {
+    pub image: String,
+    pub image_pull_policy: String,
+    pub run_as_user: i64,
+    pub run_as_group: i64,
+    pub resources: RawResources,
+    pub secrets_size_limit: String,
+}
+
+/// Validated pod-level permissions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodSecurityConfig {
+    pub allow_fs_group: bool,
+    pub fs_group: i64,
+    pub allow_share_process_namespace: bool,
+}
+
+impl RawConfig {
+    /// Parses a YAML config file; unknown fields are refused with their name.
+    pub fn from_yaml(text: &str, path: &str) -> Result<RawConfig> {
+        if text.trim().is_empty() {
+            return Ok(RawConfig::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| Error::ConfigFile {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a YAML config file.
+    pub fn from_file(path: &Path) -> Result<RawConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Checks every field and returns the typed config, naming the first bad field.
+    pub fn build(self) -> Result<InjectorConfig> {
+        let server = build_server(self.server)?;
+        let limits = SidecarLimits::from_raw(&self.sidecar);
+        let sidecar = build_sidecar(self.sidecar)?;
+        let (vault, vault_exp) = match self.vault {
+            Some(v) => {
+                let (s, e) = build_vault(v)?;
+                (Some(s), e)
+            }
+            None => (None, MIN_TOKEN_EXPIRATION_SECONDS),
+        };
+        let (aws, aws_exp) = match self.aws {
+            Some(a) => {
+                let (s, e) = build_aws(a)?;
+                (Some(s), e)
+            }
+            None => (None, 3600),
+        };
+        if let Some(map) = &self.allowed_roles {
+            for (ns, roles) in map {
+                if ns != "*" && !is_dns_label(ns) {
+                    return Err(Error::config(
+                        format!("allowedRoles.{ns}"),
+                        "key must be a namespace name or \"*\"",
+                    ));
+                }
+                for role in roles {
+                    if role.is_empty() || role.chars().any(|c| c.is_control() || c == '/') {
+                        return Err(Error::config(
+                            format!("allowedRoles.{ns}"),
+                            "a role name must be non-empty, without '/' or control characters",
+                        ));
+                    }
+                }
+            }
+        }
+        let allow_signal = self
+            .pod_security
+            .allow_share_process_namespace
+            .unwrap_or(false);
+        let pod_security = PodSecurityConfig {
+            allow_fs_group: self.pod_security.allow_fs_group.unwrap_or(false),
+            fs_group: check_id(
+                "podSecurity.fsGroup",
+                self.pod_security.fs_group.unwrap_or(DEFAULT_SIDECAR_ID),
+            )?,
+            allow_share_process_namespace: allow_signal,
+        };
+        let defaults = OperatorSettings::default();
+        let operator = OperatorSettings {
+            vault,
+            aws,
+            metrics_port: limits.metrics_port.unwrap_or(defaults.metrics_port),
+            default_refresh: limits
+                .default_refresh
+                .map_or(defaults.default_refresh, Duration::from_secs),
+            min_refresh: limits
+                .min_refresh
+                .map_or(defaults.min_refresh, Duration::from_secs),
+            max_refresh: limits
+                .max_refresh
+                .map_or(defaults.max_refresh, Duration::from_secs),
+            allowed_roles: None,
+            allow_signal,
+            fs_group: None,
+            max_file_bytes: limits.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+            fetch_deadline: limits
+                .fetch_deadline
+                .map_or(defaults.fetch_deadline, Duration::from_secs),
+        };
+        operator.validate().map_err(|e| match e {
+            hush_sidecar::Error::Config { field, reason } => {
+                Error::config(operator_field_name(&field), reason)
+            }
+            other => Error::config("sidecar", other.to_string()),
+        })?;
+        Ok(InjectorConfig {
+            server,
+            sidecar,
+            operator,
+            vault_token_expiration_seconds: vault_exp,
+            aws_token_expiration_seconds: aws_exp,
+            allowed_roles: self.allowed_roles,
+            pod_security,
+        })
+    }
+}
+
+/// The sidecar-behaviour numbers of the `sidecar` section, checked by `OperatorSettings::validate`.
+struct SidecarLimits {
+    metrics_port: Option<u16>,
+    default_refresh: Option<u64>,
+    min_refresh: Option<u64>,
+    max_refresh: Option<u64>,
+    max_file_bytes: Option<u64>,
+    fetch_deadline: Option<u64>,
+}
+
+impl SidecarLimits {
+    fn from_raw(raw: &RawSidecar) -> SidecarLimits {
+        SidecarLimits {
+            metrics_port: raw.metrics_port,
+            default_refresh: raw.default_refresh_seconds,
+            min_refresh: raw.min_refresh_seconds,
+            max_refresh: raw.max_refresh_seconds,
+            max_file_bytes: raw.max_file_bytes,
+            fetch_deadline: raw.fetch_deadline_seconds,
+        }
+    }
+}
+
+/// Maps a field name of the sidecar's `OperatorSettings` to where it sits in our config file.
+fn operator_field_name(field: &str) -> String {
+    let f = field.strip_prefix("operator.").unwrap_or(field);
+    match f {
+        "metricsPort"
+        | "defaultRefreshSeconds"
+        | "minRefreshSeconds"
+        | "maxRefreshSeconds"
+        | "maxFileBytes"
+        | "fetchDeadlineSeconds" => format!("sidecar.{f}"),
+        "allowedRoles" => "allowedRoles".to_string(),
+        "fsGroup" => "podSecurity.fsGroup".to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl InjectorConfig {
+    /// The roles a namespace may use: `None` when no allowlist is configured.
+    pub fn allowed_roles_for(&self, namespace: &str) -> Option<Vec<String>> {
+        let map = self.allowed_roles.as_ref()?;
+        Some(
+            map.get(namespace)
+                .or_else(|| map.get("*"))
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
+    /// A config for tests and examples: the given image, everything else default, no TLS files.
+    pub fn for_tests(image: &str) -> InjectorConfig {
+        let raw = RawConfig {
+            sidecar: RawSidecar {
+                image: Some(image.to_string()),
+                ..RawSidecar::default()
+            },
+            ..RawConfig::default()
+        };
+        match raw.build() {
+            Ok(c) => c,
+            Err(e) => unreachable!("the default config with an image is valid: {e}"),
+        }
+    }
+}
+
+fn parse_addr(field: &str, value: Option<String>, default: &str) -> Result<SocketAddr> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    v.parse()
+        .map_err(|_| Error::config(field, format!("`{v}` is not an address like 0.0.0.0:8443")))
+}
+
+fn build_server(raw: RawServer) -> Result<ServerConfig> {
+    let interval = raw.tls_reload_interval_seconds.unwrap_or(5);
+    if interval == 0 || interval > 3600 {
+        return Err(Error::config(
+            "server.tlsReloadIntervalSeconds",
+            "must be between 1 and 3600",
+        ));
+    }
+    let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if !(64 * 1024..=64 * 1024 * 1024).contains(&max_body) {
+        return Err(Error::config(
+            "server.maxBodyBytes",
+            "must be between 64 KiB and 64 MiB",
+        ));
+    }
+    let grace = raw.shutdown_grace_seconds.unwrap_or(20);
+    if grace > 600 {
+        return Err(Error::config(
+            "server.shutdownGraceSeconds",
+            "must be at most 600",
+        ));
+    }
+    if raw.tls_cert_file.is_some() != raw.tls_key_file.is_some() {
+        return Err(Error::config(
+            "server.tlsCertFile",
+            "tlsCertFile and tlsKeyFile must be given together",
+        ));
+    }
+    Ok(ServerConfig {
+        listen: parse_addr("server.listen", raw.listen, "0.0.0.0:8443")?,
+        health_listen: parse_addr("server.healthListen", raw.health_listen, "0.0.0.0:8080")?,
+        tls_cert_file: raw.tls_cert_file,
+        tls_key_file: raw.tls_key_file,
+        tls_reload_interval: Duration::from_secs(interval),
+        max_body_bytes: max_body,
+        shutdown_grace: Duration::from_secs(grace),
+    })
+}
+
+fn check_id(field: &str, id: i64) -> Result<i64> {
+    if id <= 0 || id > i64::from(u32::MAX) - 1 {
+        return Err(Error::config(
+            field,
+            "must be a non-root id between 1 and 4294967294",
+        ));
+    }
+    Ok(id)
+}
+
+fn check_token_expiration(field: &str, secs: i64) -> Result<i64> {
+    if !(MIN_TOKEN_EXPIRATION_SECONDS..=86_400).contains(&secs) {
+        return Err(Error::config(
+            field,
+            "must be between 600 and 86400 seconds (the apiserver refuses less than 600)",
+        ));
+    }
+    Ok(secs)
+}
+
+fn check_plain(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::config(
+            field,
+            "must be non-empty, without whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a Kubernetes quantity of the forms the injector writes (`16Mi`, `5m`, `0.5`, `1G`).
+pub fn check_quantity(field: &str, q: &str) -> Result<()> {
+    let digits_end = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(digits_end);
+    let num_ok = !num.is_empty()
+        && num.matches('.').count() <= 1
+        && !num.starts_with('.')
+        && !num.ends_with('.');
+    const SUFFIXES: [&str; 14] = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    if !num_ok || !SUFFIXES.contains(&suffix) {
+        return Err(Error::config(
+            field,
+            format!("`{q}` is not a Kubernetes quantity like 16Mi, 5m or 0.5"),
+        ));
+    }
+    Ok(())
+}
+
+fn build_sidecar(raw: RawSidecar) -> Result<SidecarSettings> {
+    let image = raw.image.ok_or_else(|| {
+        Error::config(
+            "sidecar.image",
+            "is required (the hush-sidecar image of this release)",
+        )
+    })?;
+    check_plain("sidecar.image", &image)?;
+    let pull = raw
+        .image_pull_policy
+        .unwrap_or_else(|| "IfNotPresent".to_string());
+    if !["Always", "IfNotPresent", "Never"].contains(&pull.as_str()) {
+        return Err(Error::config(
+            "sidecar.imagePullPolicy",
+            "must be Always, IfNotPresent or Never",
+        ));
+    }
+    let resources = raw.resources.unwrap_or_else(|| RawResources {
+        requests: BTreeMap::from([
+            ("cpu".to_string(), "5m".to_string()),
+            ("memory".to_string(), "16Mi".to_string()),
+        ]),
+        limits: BTreeMap::from([("memory".to_string(), "64Mi".to_string())]),
+    });
+    for (section, map) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
+        for (k, v) in map {
+            if !["cpu", "memory", "ephemeral-storage"].contains(&k.as_str()) {
+                return Err(Error::config(
+                    format!("sidecar.resources.{section}.{k}"),
+                    "only cpu, memory and ephemeral-storage are supported",
+                ));
+            }
+            check_quantity(&format!("sidecar.resources.{section}.{k}"), v)?;
+        }
+    }
+    let size = raw.secrets_size_limit.unwrap_or_else(|| "16Mi".to_string());
+    check_quantity("sidecar.secretsSizeLimit", &size)?;
+    Ok(SidecarSettings {
+        image,
+        image_pull_policy: pull,
+        run_as_user: check_id(
+            "sidecar.runAsUser",
+            raw.run_as_user.unwrap_or(DEFAULT_SIDECAR_ID),
+        )?,
+        run_as_group: check_id(
+            "sidecar.runAsGroup",
+            raw.run_as_group.unwrap_or(DEFAULT_SIDECAR_ID),
+        )?,
+        resources,
+        secrets_size_limit: size,
+    })
+}
+
+fn build_vault(raw: RawVault) -> Result<(VaultSettings, i64)> {
+    let addr = raw.addr.ok_or_else(|| {
+        Error::config(
+            "vault.addr",
+            "is required when the vault section is present",
+        )
+    })?;
+    check_plain("vault.addr", &addr)?;
+    let skip = raw.tls_skip_verify.unwrap_or(false);
+    if !addr.starts_with("https://") && !skip {
+        return Err(Error::config(
+            "vault.addr",
+            "must start with https:// (TLS to Vault is always verified)",
+        ));
+    }
+    let ca_pem = match (raw.ca_pem, raw.ca_file) {
+        (Some(_), Some(_)) => {
+            return Err(Error::config(
+                "vault.caPem",
+                "give caPem or caFile, not both",
+            ));
+        }
+        (Some(pem), None) => Some(check_ca("vault.caPem", pem)?),
+        (None, Some(path)) => {
+            let pem = std::fs::read_to_string(&path).map_err(|_| {
+                Error::config("vault.caFile", format!("cannot read {}", path.display()))
+            })?;
+            Some(check_ca("vault.caFile", pem)?)
+        }
+        (None, None) => None,
+    };
+    let auth_mount = raw.auth_mount.unwrap_or_else(|| "kubernetes".to_string());
+    check_plain("vault.authMount", &auth_mount)?;
+    let approle_mount = raw.approle_mount.unwrap_or_else(|| "approle".to_string());
+    check_plain("vault.approleMount", &approle_mount)?;
+    let audience = raw.audience.unwrap_or_else(|| "vault".to_string());
+    check_plain("vault.audience", &audience)?;
+    let exp = check_token_expiration(
+        "vault.tokenExpirationSeconds",
+        raw.token_expiration_seconds.unwrap_or(600),
+    )?;
+    Ok((
+        VaultSettings {
+            addr,
+            ca_pem,
+            auth_mount,
+            approle_mount,
+            audience,
+            tls_skip_verify: skip,
+        },
+        exp,
+    ))
+}
+
+fn check_ca(field: &str, pem: String) -> Result<String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::config(field, "is not a PEM certificate bundle"))?;
+    if certs.is_empty() {
+        return Err(Error::config(field, "holds no PEM certificate"));
+    }
+    Ok(pem)
+}
+
+fn build_aws(raw: RawAws) -> Result<(AwsSettings, i64)> {
+    let region = raw.region.ok_or_else(|| {
+        Error::config("aws.region", "is required when the aws section is present")
+    })?;
+    check_plain("aws.region", &region)?;
+    if let Some(ep) = &raw.endpoint {
+        check_plain("aws.endpoint", ep)?;
+        if !ep.starts_with("https://") && !ep.starts_with("http://") {
+            return Err(Error::config("aws.endpoint", "must be an http(s) URL"));
+        }
+    }
+    let exp = check_token_expiration(
+        "aws.tokenExpirationSeconds",
+        raw.token_expiration_seconds.unwrap_or(3600),
+    )?;
+    Ok((
+        AwsSettings {
+            region,
+            endpoint: raw.endpoint,
+            audience: "sts.amazonaws.com".to_string(),
+        },
+        exp,
+    ))
+}
+
+/// An RFC 1123 label (namespace names).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Result<InjectorConfig> {
+        RawConfig::from_yaml(yaml, "test.yaml")?.build()
+    }
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = build("sidecar:\n  image: hush-sidecar:0.1.0\n").expect("valid");
+        assert_eq!(c.sidecar.run_as_user, 65532);
+        assert_eq!(c.sidecar.secrets_size_limit, "16Mi");
+        assert!(!c.pod_security.allow_fs_group);
+        assert!(!c.pod_security.allow_share_process_namespace);
+        assert_eq!(c.server.max_body_bytes, 3 * 1024 * 1024);
+        assert_eq!(c.allowed_roles_for("any"), None);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = build("sidecar:\n  image: x\n  imagee: y\n").expect_err("unknown field");
+        assert!(e.to_string().contains("imagee"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            ("sidecar: {image: x, runAsUser: 0}", "sidecar.runAsUser"),
+            (
+                "sidecar: {image: x, metricsPort: 80}",
+                "sidecar.metricsPort",
+            ),
+            (
+                "sidecar: {image: x, minRefreshSeconds: 1}",
+                "sidecar.minRefreshSeconds",
+            ),
+            (
+                "sidecar: {image: x, secretsSizeLimit: lots}",
+                "sidecar.secretsSizeLimit",
+            ),
+            (
+                "sidecar: {image: x, imagePullPolicy: Sometimes}",
+                "sidecar.imagePullPolicy",
+            ),
+            ("sidecar: {}", "sidecar.image"),
+            (
+                "sidecar: {image: x}\nvault: {addr: 'http://v:8200'}",
+                "vault.addr",
+            ),
+            (
+                "sidecar: {image: x}\nvault: {addr: 'https://v', tokenExpirationSeconds: 60}",
+                "vault.tokenExpirationSeconds",
+            ),
+            (
+                "sidecar: {image: x}\nvault: {addr: 'https://v', caPem: nope}",
+                "vault.caPem",
+            ),
+            (
+                "sidecar: {image: x}\nallowedRoles: {Bad_NS: [a]}",
+                "allowedRoles.Bad_NS",
+            ),
+            (
+                "sidecar: {image: x}\nserver: {listen: nowhere}",
+                "server.listen",
+            ),
+            (
+                "sidecar: {image: x, resources: {limits: {memory: big}}}",
+                "sidecar.resources.limits.memory",
+            ),
+        ];
+        for (yaml, field) in cases {
+            let e = build(yaml).expect_err(yaml);
+            assert!(e.to_string().contains(field), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn allowed_roles_fall_back_to_star_then_nothing() {
+        let c = build("sidecar: {image: x}\nallowedRoles: {team-a: [app], '*': [default]}\n")
+            .expect("valid");
+        assert_eq!(c.allowed_roles_for("team-a"), Some(vec!["app".to_string()]));
+        assert_eq!(
+            c.allowed_roles_for("other"),
+            Some(vec!["default".to_string()])
+        );
+        let c = build("sidecar: {image: x}\nallowedRoles: {team-a: [app]}\n").expect("valid");
+        assert_eq!(c.allowed_roles_for("other"), Some(vec![]));
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["16Mi", "5m", "0.5", "1", "2Gi", "100k"] {
+            check_quantity("f", ok).expect(ok);
+        }
+        for bad in ["", "Mi", "1.2.3", "1MB", ".5", "1 Mi", "-1"] {
+            assert!(check_quantity("f", bad).is_err(), "{bad}");
+        }
+    }
+}

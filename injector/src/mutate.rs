@@ -1,0 +1,681 @@
+//! The pure mutation: a Pod plus the operator's configuration in, a JSON patch (or a denial) out,
+//! with no IO. The annotations go through the sidecar crate's one parser, the result is merged with
+//! the operator's settings and handed to the sidecar as versioned JSON in `HUSH_CONFIG`, and the
+//! patch inserts the native sidecar at `/spec/initContainers/0` together with its volumes. Every
+//! JSON pointer is built from tokens (so `/` in an annotation key becomes `~1`), parent lists are
+//! added only when absent, and a pod that already carries our container gets an empty patch, so a
+//! second admission changes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use hush_sidecar::config::{CONFIG_ENV, Mode, OnChange, STATUS, SidecarConfig, VaultAuth, paths};
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::{Value, json};
+
+use crate::config::InjectorConfig;
+
+/// Name of the injected container.
+pub const SIDECAR_NAME: &str = "hush-sidecar";
+/// Prefix of every volume the injector adds; pods may not use it.
+pub const RESERVED_VOLUME_PREFIX: &str = "hush-";
+/// The tmpfs secrets volume.
+pub const SECRETS_VOLUME: &str = "hush-secrets";
+/// The sidecar's private state volume.
+pub const STATE_VOLUME: &str = "hush-state";
+/// The projected Vault token.
+pub const TOKEN_VOLUME: &str = "hush-token";
+/// The projected STS token.
+pub const AWS_TOKEN_VOLUME: &str = "hush-aws-token";
+/// The namespace's age identity Secret.
+pub const IDENTITY_VOLUME: &str = "hush-identity";
+/// The AppRole/token credentials Secret.
+pub const CREDENTIALS_VOLUME: &str = "hush-credentials";
+/// Prefix of the sealed ConfigMap volumes (`hush-sealed-0`, ...).
+pub const SEALED_VOLUME_PREFIX: &str = "hush-sealed-";
+/// The Secret holding the namespace's age identity, and its key.
+pub const IDENTITY_SECRET: &str = "hush-identity";
+/// Key of the identity inside [`IDENTITY_SECRET`].
+pub const IDENTITY_KEY: &str = "identity";
+/// Value of `hush.dev/status` after injection.
+pub const STATUS_INJECTED: &str = "injected";
+/// Audience of the AWS web-identity token.
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// Why a pod was refused; a fixed, bounded set used as the metrics label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenialReason {
+    /// An annotation is unknown or has a bad value (the parser's problems).
+    Annotations,
+    /// The pod already uses a container or volume name the injector reserves.
+    ReservedName,
+    /// `hush.dev/containers` names a container the pod does not have.
+    UnknownContainer,
+    /// A chosen container already mounts something at the mount path.
+    MountPathInUse,
+    /// Signal notification needs a known, non-root `runAsUser` on the target.
+    SignalTarget,
+    /// The pod cannot be injected as given (no spec).
+    InvalidPod,
+}
+
+impl DenialReason {
+    /// The metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenialReason::Annotations => "annotations",
+            DenialReason::ReservedName => "reserved_name",
+            DenialReason::UnknownContainer => "unknown_container",
+            DenialReason::MountPathInUse => "mount_path_in_use",
+            DenialReason::SignalTarget => "signal_target",
+            DenialReason::InvalidPod => "invalid_pod",
+        }
+    }
+}
+
+/// A refusal with a message meant for the person running `kubectl apply`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenialReason,
+    pub message: String,
+}
+
+impl Denial {
+    fn new(reason: DenialReason, message: impl Into<String>) -> Denial {
+        Denial {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hush: {}", self.message)
+    }
+}
+
+fn ptr<'t>(tokens: impl IntoIterator<Item: Into<Token<'t>>>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
+}
+
+fn add(ops: &mut Vec<PatchOperation>, path: PointerBuf, value: Value) {
+    ops.push(PatchOperation::Add(AddOperation { path, value }));
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    // k8s-openapi types serialise to JSON objects; a failure would be a bug in those types.
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Whether the pod already carries the sidecar we inject (not just a status annotation, which a
+/// user may set): an init container of our name with the config env.
+pub fn already_injected(spec: &PodSpec) -> bool {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == SIDECAR_NAME && c.env.iter().flatten().any(|e| e.name == CONFIG_ENV))
+}
+
+fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .keys()
+        .any(|k| k.starts_with(hush_sidecar::config::ANNOTATION_PREFIX) && k != STATUS)
+}
+
+fn check_reserved(spec: &PodSpec) -> Result<(), Denial> {
+    let lists: [(&str, Option<&Vec<Container>>); 2] = [
+        ("containers", Some(&spec.containers)),
+        ("initContainers", spec.init_containers.as_ref()),
+    ];
+    for (field, list) in lists {
+        for (i, c) in list.into_iter().flatten().enumerate() {
+            if c.name == SIDECAR_NAME {
+                return Err(Denial::new(
+                    DenialReason::ReservedName,
+                    format!(
+                        "spec.{field}[{i}].name: \"{SIDECAR_NAME}\" is reserved for the container Hush injects; rename that container"
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        if c.name == SIDECAR_NAME {
+            return Err(Denial::new(
+                DenialReason::ReservedName,
+                format!(
+                    "spec.ephemeralContainers[{i}].name: \"{SIDECAR_NAME}\" is reserved for the container Hush injects; rename that container"
+                ),
+            ));
+        }
+    }
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if v.name.starts_with(RESERVED_VOLUME_PREFIX) {
+            return Err(Denial::new(
+                DenialReason::ReservedName,
+                format!(
+                    "spec.volumes[{i}].name: \"{}\" uses the prefix \"{RESERVED_VOLUME_PREFIX}\", which is reserved for the volumes Hush injects; rename that volume",
+                    v.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A container of the pod that gets the secrets mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    App(usize),
+    Init(usize),
+}
+
+fn choose_targets(spec: &PodSpec, wanted: Option<&[String]>) -> Result<Vec<Target>, Denial> {
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let Some(wanted) = wanted else {
+        let mut all: Vec<Target> = (0..spec.containers.len()).map(Target::App).collect();
+        all.extend((0..inits.len()).map(Target::Init));
+        return Ok(all);
+    };
+    let mut out = Vec::new();
+    for name in wanted {
+        let found = if let Some(i) = spec.containers.iter().position(|c| &c.name == name) {
+            Some(Target::App(i))
+        } else {
+            inits.iter().position(|c| &c.name == name).map(Target::Init)
+        };
+        if let Some(t) = found {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        } else {
+            let known: Vec<&str> = spec
+                .containers
+                .iter()
+                .chain(inits.iter())
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(Denial::new(
+                DenialReason::UnknownContainer,
+                format!(
+                    "annotation \"hush.dev/containers\": the pod has no container \"{name}\"; its containers are: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn container(spec: &PodSpec, t: Target) -> &Container {
+    match t {
+        Target::App(i) => &spec.containers[i],
+        Target::Init(i) => &spec.init_containers.as_deref().unwrap_or_default()[i],
+    }
+}
+
+fn field_of(t: Target) -> (&'static str, usize) {
+    match t {
+        Target::App(i) => ("containers", i),
+        Target::Init(i) => ("initContainers", i),
+    }
+}
+
+/// The UID and GID the sidecar runs as: the operator's, or in signal mode the target's.
+fn sidecar_ids(
+    spec: &PodSpec,
+    targets: &[Target],
+    sc: &SidecarConfig,
+    cfg: &InjectorConfig,
+) -> Result<(i64, i64), Denial> {
+    let default = (cfg.sidecar.run_as_user, cfg.sidecar.run_as_group);
+    if !matches!(sc.on_change, OnChange::Signal { .. }) {
+        return Ok(default);
+    }
+    let pod_sc = spec.security_context.as_ref();
+    let apps: Vec<Target> = targets
+        .iter()
+        .copied()
+        .filter(|t| matches!(t, Target::App(_)))
+        .collect();
+    let considered = if apps.is_empty() {
+        targets.to_vec()
+    } else {
+        apps
+    };
+    let mut ids: Option<(i64, Option<i64>)> = None;
+    for t in considered {
+        let c = container(spec, t);
+        let csc = c.security_context.as_ref();
+        let uid = csc
+            .and_then(|s| s.run_as_user)
+            .or_else(|| pod_sc.and_then(|s| s.run_as_user));
+        let gid = csc
+            .and_then(|s| s.run_as_group)
+            .or_else(|| pod_sc.and_then(|s| s.run_as_group));
+        let Some(uid) = uid.filter(|u| *u > 0) else {
+            return Err(Denial::new(
+                DenialReason::SignalTarget,
+                format!(
+                    "annotation \"hush.dev/on-change\": signal notification runs the sidecar as the target container's user, but container \"{}\" sets no non-root runAsUser (set securityContext.runAsUser on it or on the pod)",
+                    c.name
+                ),
+            ));
+        };
+        match ids {
+            None => ids = Some((uid, gid)),
+            Some((u, _)) if u != uid => {
+                return Err(Denial::new(
+                    DenialReason::SignalTarget,
+                    "annotation \"hush.dev/on-change\": the chosen containers run as different users; name the one to signal in hush.dev/containers",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ids.map_or(default, |(u, g)| (u, g.unwrap_or(default.1))))
+}
+
+fn dirname(file: &str) -> String {
+    Path::new(file)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn basename(file: &str) -> String {
+    Path::new(file)
+        .file_name()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".into()),
+                field_path: path.into(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn memory_dir(name: &str, size: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity(size.to_string())),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn token_volume(name: &str, audience: &str, expiration: i64, file: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(audience.to_string()),
+                    expiration_seconds: Some(expiration),
+                    path: basename(file),
+                }),
+                ..VolumeProjection::default()
+            }]),
+            default_mode: None,
+        }),
+        ..Volume::default()
+    }
+}
+
+fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
+    if map.is_empty() {
+        return None;
+    }
+    Some(
+        map.iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect(),
+    )
+}
+
+/// The volumes and the sidecar's mounts for one config.
+fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = vec![
+        memory_dir(SECRETS_VOLUME, &cfg.sidecar.secrets_size_limit),
+        memory_dir(STATE_VOLUME, "1Mi"),
+    ];
+    let mut mounts = vec![
+        mount(SECRETS_VOLUME, paths::SECRETS_DIR, false),
+        mount(STATE_VOLUME, paths::STATE_DIR, false),
+    ];
+    if sc.has_vault() {
+        match sc.auth {
+            VaultAuth::Kubernetes => {
+                let audience = sc
+                    .operator
+                    .vault
+                    .as_ref()
+                    .map_or("vault", |v| v.audience.as_str());
+                volumes.push(token_volume(
+                    TOKEN_VOLUME,
+                    audience,
+                    cfg.vault_token_expiration_seconds,
+                    paths::TOKEN_FILE,
+                ));
+                mounts.push(mount(TOKEN_VOLUME, &dirname(paths::TOKEN_FILE), true));
+            }
+            VaultAuth::AppRole | VaultAuth::Token => {}
+        }
+    }
+    if let Some(secret) = &sc.credentials_secret {
+        volumes.push(Volume {
+            name: CREDENTIALS_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(CREDENTIALS_VOLUME, paths::CREDENTIALS_DIR, true));
+    }
+    if sc.has_aws() {
+        let audience = sc
+            .operator
+            .aws
+            .as_ref()
+            .map_or(STS_AUDIENCE, |a| a.audience.as_str());
+        volumes.push(token_volume(
+            AWS_TOKEN_VOLUME,
+            audience,
+            cfg.aws_token_expiration_seconds,
+            paths::AWS_TOKEN_FILE,
+        ));
+        mounts.push(mount(
+            AWS_TOKEN_VOLUME,
+            &dirname(paths::AWS_TOKEN_FILE),
+            true,
+        ));
+    }
+    if sc.has_sealed() {
+        for (i, cm) in sc.sealed_configmaps().iter().enumerate() {
+            let name = format!("{SEALED_VOLUME_PREFIX}{i}");
+            volumes.push(Volume {
+                name: name.clone(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: cm.clone(),
+                    optional: Some(false),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            let path = Path::new(paths::SEALED_DIR).join(cm);
+            mounts.push(mount(&name, &path.to_string_lossy(), true));
+        }
+        volumes.push(Volume {
+            name: IDENTITY_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(IDENTITY_SECRET.to_string()),
+                items: Some(vec![KeyToPath {
+                    key: IDENTITY_KEY.to_string(),
+                    path: basename(paths::IDENTITY_FILE),
+                    mode: None,
+                }]),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(IDENTITY_VOLUME, &dirname(paths::IDENTITY_FILE), true));
+    }
+    (volumes, mounts)
+}
+
+fn sidecar_container(
+    sc: &SidecarConfig,
+    cfg: &InjectorConfig,
+    ids: (i64, i64),
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    let native = sc.mode == Mode::Sidecar;
+    let mut env = vec![
+        env(CONFIG_ENV, sc.to_json()),
+        field_env("HUSH_POD_NAME", "metadata.name"),
+        field_env("HUSH_POD_NAMESPACE", "metadata.namespace"),
+    ];
+    if sc.has_aws() {
+        env.push(self::env(
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            paths::AWS_TOKEN_FILE,
+        ));
+        if let Some(arn) = &sc.aws_role_arn {
+            env.push(self::env("AWS_ROLE_ARN", arn.clone()));
+        }
+        env.push(self::env("AWS_ROLE_SESSION_NAME", "hush-sidecar"));
+        if let Some(aws) = &sc.operator.aws {
+            env.push(self::env("AWS_REGION", aws.region.clone()));
+            if let Some(ep) = &aws.endpoint {
+                env.push(self::env("AWS_ENDPOINT_URL", ep.clone()));
+            }
+        }
+    }
+    let fetch_secs = i32::try_from(sc.operator.fetch_deadline.as_secs()).unwrap_or(3600);
+    Container {
+        name: SIDECAR_NAME.to_string(),
+        image: Some(cfg.sidecar.image.clone()),
+        image_pull_policy: Some(cfg.sidecar.image_pull_policy.clone()),
+        command: Some(vec!["hush-sidecar".into()]),
+        args: Some(vec![if native { "run" } else { "once" }.into()]),
+        restart_policy: native.then(|| "Always".to_string()),
+        env: Some(env),
+        ports: native.then(|| {
+            vec![ContainerPort {
+                name: Some("hush-metrics".into()),
+                container_port: i32::from(sc.operator.metrics_port),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            }]
+        }),
+        startup_probe: native.then(|| Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["hush-sidecar".into(), "probe".into()]),
+            }),
+            period_seconds: Some(1),
+            timeout_seconds: Some(1),
+            failure_threshold: Some(fetch_secs.saturating_add(30)),
+            ..Probe::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: quantities(&cfg.sidecar.resources.requests),
+            limits: quantities(&cfg.sidecar.resources.limits),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(ids.0),
+            run_as_group: Some(ids.1),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+fn denial_from_parser(e: hush_sidecar::Error) -> Denial {
+    Denial::new(DenialReason::Annotations, e.to_string())
+}
+
+/// Computes the patch for one pod: empty when the pod does not opt in or is already injected.
+pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch, Denial> {
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    if !has_hush_annotations(annotations) {
+        return Ok(Patch(Vec::new()));
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Err(Denial::new(DenialReason::InvalidPod, "the pod has no spec"));
+    };
+    if already_injected(spec) {
+        return Ok(Patch(Vec::new()));
+    }
+    let pod_fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group);
+    let set_fs_group = pod_fs_group.is_none() && cfg.pod_security.allow_fs_group;
+    let mut settings = cfg.operator.clone();
+    settings.allowed_roles = cfg.allowed_roles_for(namespace);
+    settings.fs_group = if set_fs_group {
+        Some(cfg.pod_security.fs_group)
+    } else {
+        pod_fs_group
+    };
+    let Some(sc) = hush_sidecar::annotations::check(annotations, namespace, &settings)
+        .map_err(denial_from_parser)?
+    else {
+        return Ok(Patch(Vec::new()));
+    };
+    check_reserved(spec)?;
+    let targets = choose_targets(spec, sc.containers.as_deref())?;
+    for &t in &targets {
+        let c = container(spec, t);
+        if c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path.trim_end_matches('/') == sc.mount_path.trim_end_matches('/'))
+        {
+            let (field, i) = field_of(t);
+            return Err(Denial::new(
+                DenialReason::MountPathInUse,
+                format!(
+                    "spec.{field}[{i}] (\"{}\") already mounts a volume at {}; choose another path with hush.dev/mount-path",
+                    c.name, sc.mount_path
+                ),
+            ));
+        }
+    }
+    let ids = sidecar_ids(spec, &targets, &sc, cfg)?;
+    let (volumes, sidecar_mounts) = volumes_and_mounts(&sc, cfg);
+    let sidecar = sidecar_container(&sc, cfg, ids, sidecar_mounts);
+
+    let mut ops = Vec::new();
+    add(
+        &mut ops,
+        ptr(["metadata", "annotations", STATUS]),
+        json!(STATUS_INJECTED),
+    );
+    if set_fs_group {
+        if spec.security_context.is_none() {
+            add(
+                &mut ops,
+                ptr(["spec", "securityContext"]),
+                json!({ "fsGroup": cfg.pod_security.fs_group }),
+            );
+        } else {
+            add(
+                &mut ops,
+                ptr(["spec", "securityContext", "fsGroup"]),
+                json!(cfg.pod_security.fs_group),
+            );
+        }
+    }
+    if matches!(sc.on_change, OnChange::Signal { .. }) && spec.share_process_namespace != Some(true)
+    {
+        add(
+            &mut ops,
+            ptr(["spec", "shareProcessNamespace"]),
+            json!(true),
+        );
+    }
+    if spec.volumes.is_none() {
+        add(&mut ops, ptr(["spec", "volumes"]), json!([]));
+    }
+    for v in &volumes {
+        add(&mut ops, ptr(["spec", "volumes", "-"]), to_value(v));
+    }
+    let app_mount = to_value(&mount(SECRETS_VOLUME, &sc.mount_path, true));
+    for &t in &targets {
+        let (field, i) = field_of(t);
+        let c = container(spec, t);
+        let idx = Token::from(i);
+        if c.volume_mounts.is_none() {
+            add(
+                &mut ops,
+                PointerBuf::from_tokens([
+                    Token::new("spec"),
+                    Token::new(field),
+                    idx.clone(),
+                    Token::new("volumeMounts"),
+                ]),
+                json!([]),
+            );
+        }
+        add(
+            &mut ops,
+            PointerBuf::from_tokens([
+                Token::new("spec"),
+                Token::new(field),
+                idx,
+                Token::new("volumeMounts"),
+                Token::new("-"),
+            ]),
+            app_mount.clone(),
+        );
+    }
+    // Last, so the user's init container indexes above are still their own.
+    if spec.init_containers.is_none() {
+        add(&mut ops, ptr(["spec", "initContainers"]), json!([]));
+    }
+    add(
+        &mut ops,
+        PointerBuf::from_tokens([
+            Token::new("spec"),
+            Token::new("initContainers"),
+            Token::from(0usize),
+        ]),
+        to_value(&sidecar),
+    );
+    Ok(Patch(ops))
+}

@@ -1,0 +1,80 @@
+//! Shared helpers for the sealer's integration tests: fixed identities from `testdata/identities`,
+//! the `hush` binary, and the reference `age` CLI (which must be installed: tests never skip).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hush_sealer::secret::SecretValue;
+use hush_sealer::{Secret, format::SecretMeta};
+use zeroize::Zeroizing;
+
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+pub fn identity_path(name: &str) -> PathBuf {
+    testdata().join("identities").join(format!("{name}.txt"))
+}
+
+pub fn identity(name: &str) -> age::x25519::Identity {
+    hush_sealer::parse_identity(&std::fs::read_to_string(identity_path(name)).unwrap()).unwrap()
+}
+
+pub fn recipient(name: &str) -> String {
+    identity(name).to_public().to_string()
+}
+
+pub fn hush() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hush"));
+    c.env_remove("HUSH_IDENTITY_FILE");
+    c
+}
+
+/// The reference age CLI. Fails (never skips) when it is missing.
+pub fn age_cli(bin: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "the reference `{bin}` CLI is not on PATH; run `scripts/test-env up` (it installs age)"
+    );
+    Command::new(bin)
+}
+
+pub fn val(b: &[u8]) -> SecretValue {
+    SecretValue::new(Zeroizing::new(b.to_vec()))
+}
+
+/// The Secret most tests seal: text, multi-line and binary values.
+pub fn sample_secret() -> Secret {
+    let mut values = BTreeMap::new();
+    values.insert("password".to_owned(), val(b"hunter2"));
+    values.insert("user".to_owned(), val(b"admin"));
+    values.insert("bin".to_owned(), val(&[0, 1, 2, 255, b'\n', 0x80]));
+    values.insert("config".to_owned(), val(b"a: 1\nb: 2\n"));
+    Secret {
+        name: "db".into(),
+        namespace: Some("prod".into()),
+        meta: SecretMeta {
+            type_: "Opaque".into(),
+            labels: [("app".to_owned(), "db".to_owned())].into(),
+            annotations: [("team".to_owned(), "payments".to_owned())].into(),
+            immutable: None,
+        },
+        values,
+    }
+}
+
+/// A unique scratch directory under the target dir.
+pub fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "hush-test-{tag}-{}",
+        hush_sealer::fsio::random_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,1213 @@
+//! The one schema of Hush: [`SidecarConfig`], the typed and validated description of what one pod
+//! needs, and [`OperatorSettings`], the operator's part of it. The injector builds a
+//! `SidecarConfig` from pod annotations ([`SidecarConfig::from_annotations`]) and hands it to the
+//! sidecar as versioned JSON in `HUSH_CONFIG` ([`SidecarConfig::to_json`]); the sidecar reads it back
+//! with [`SidecarConfig::from_json`], which refuses unknown fields and other major versions and
+//! re-validates everything, so a hand-edited pod spec gets the same checks as an annotation. The
+//! config holds references only, never a secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::names::{check_dns1123_label, check_dns1123_subdomain, check_file_name, short};
+pub use crate::source::{AwsStage, SourceKind, SourceRef};
+
+/// Major version of the `HUSH_CONFIG` JSON. The sidecar refuses any other.
+pub const CONFIG_VERSION: u32 = 1;
+/// Prefix of every annotation Hush reads.
+pub const ANNOTATION_PREFIX: &str = "hush.dev/";
+/// The opt-in annotation.
+pub const INJECT: &str = "hush.dev/inject";
+/// Written by the injector; the parser ignores it.
+pub const STATUS: &str = "hush.dev/status";
+/// Name of the env var that carries the config into the sidecar container.
+pub const CONFIG_ENV: &str = "HUSH_CONFIG";
+
+/// Fixed paths inside the sidecar container (the injector mounts volumes there).
+pub mod paths {
+    /// The tmpfs secrets volume (read-write in the sidecar only).
+    pub const SECRETS_DIR: &str = "/hush/secrets";
+    /// The sidecar's private state volume (started marker).
+    pub const STATE_DIR: &str = "/hush/state";
+    /// The projected service-account token for Vault.
+    pub const TOKEN_FILE: &str = "/hush/token/token";
+    /// The projected service-account token for AWS STS (web identity).
+    pub const AWS_TOKEN_FILE: &str = "/hush/aws-token/token";
+    /// The Secret named by `hush.dev/vault-auth-secret` (AppRole ids or a static token).
+    pub const CREDENTIALS_DIR: &str = "/hush/credentials";
+    /// The namespace's `hush-identity` Secret, key `identity`.
+    pub const IDENTITY_FILE: &str = "/hush/identity/identity";
+    /// Sealed ConfigMaps: `sealed:<cm>/<key>` is read from `SEALED_DIR/<cm>/<key>`.
+    pub const SEALED_DIR: &str = "/hush/sealed";
+    /// Where the app containers see the files unless `hush.dev/mount-path` says otherwise.
+    pub const DEFAULT_APP_MOUNT_PATH: &str = "/var/run/secrets/hush";
+}
+
+/// Key names inside the credentials Secret mounted at [`paths::CREDENTIALS_DIR`].
+pub mod credential_keys {
+    /// AppRole `role_id`.
+    pub const ROLE_ID: &str = "role_id";
+    /// AppRole `secret_id`.
+    pub const SECRET_ID: &str = "secret_id";
+    /// A static Vault token.
+    pub const TOKEN: &str = "token";
+}
+
+/// Bounds that hold whatever the operator sets.
+pub mod limits {
+    use std::time::Duration;
+    /// Shortest refresh interval an operator may allow.
+    pub const MIN_REFRESH: Duration = Duration::from_secs(5);
+    /// Longest refresh interval an operator may allow (7 days).
+    pub const MAX_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Largest file the operator may allow (the tmpfs is small on purpose).
+    pub const MAX_FILE_BYTES: u64 = 64 << 20;
+    /// Most files per pod.
+    pub const MAX_FILES: usize = 64;
+    /// Largest template source.
+    pub const MAX_TEMPLATE_BYTES: usize = 32 << 10;
+    /// Longest fetch deadline.
+    pub const MAX_FETCH_DEADLINE: Duration = Duration::from_secs(3600);
+}
+
+/// Vault/OpenBao settings chosen by the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultSettings {
+    /// `https://` address of the server.
+    pub addr: String,
+    /// Inline PEM of the CA that signs the server's certificate; the system roots otherwise.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Mount of the kubernetes auth method.
+    #[serde(default = "default_auth_mount")]
+    pub auth_mount: String,
+    /// Mount of the AppRole auth method.
+    #[serde(default = "default_approle_mount")]
+    pub approle_mount: String,
+    /// Audience of the projected token (the Vault role must expect it).
+    #[serde(default = "default_vault_audience")]
+    pub audience: String,
+    /// Disables TLS verification. Operator only; never settable from an annotation.
+    #[serde(default)]
+    pub tls_skip_verify: bool,
+}
+
+fn default_auth_mount() -> String {
+    "kubernetes".into()
+}
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+fn default_vault_audience() -> String {
+    "vault".into()
+}
+fn default_sts_audience() -> String {
+    "sts.amazonaws.com".into()
+}
+
+/// AWS settings chosen by the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Region, e.g. `eu-west-1`.
+    pub region: String,
+    /// Endpoint override for Secrets Manager and STS (tests and the demo only).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Audience of the projected web-identity token.
+    #[serde(default = "default_sts_audience")]
+    pub audience: String,
+}
+
+/// Operator settings (from the injector's config), merged into every [`SidecarConfig`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OperatorSettings {
+    /// Vault/OpenBao; `None` means `vault:` sources are refused.
+    pub vault: Option<VaultSettings>,
+    /// AWS Secrets Manager; `None` means `aws:` sources are refused.
+    pub aws: Option<AwsSettings>,
+    /// Port of the sidecar's `/metrics` on the pod IP.
+    pub metrics_port: u16,
+    /// Refresh interval when the pod sets none.
+    #[serde(with = "secs", rename = "defaultRefreshSeconds")]
+    pub default_refresh: Duration,
+    /// Shortest `hush.dev/refresh` accepted.
+    #[serde(with = "secs", rename = "minRefreshSeconds")]
+    pub min_refresh: Duration,
+    /// Longest `hush.dev/refresh` accepted.
+    #[serde(with = "secs", rename = "maxRefreshSeconds")]
+    pub max_refresh: Duration,
+    /// Vault roles this namespace may use, already resolved by the injector; `None` = no allowlist.
+    pub allowed_roles: Option<Vec<String>>,
+    /// The operator allows `shareProcessNamespace`, so `on-change: signal:...` is accepted.
+    pub allow_signal: bool,
+    /// The pod's effective fsGroup, filled in by the injector: files default to 0440 with it,
+    /// 0444 without.
+    pub fs_group: Option<i64>,
+    /// Largest file the sidecar writes (rendered size).
+    pub max_file_bytes: u64,
+    /// How long the first fetch (and `hush-sidecar once`) may take before giving up.
+    #[serde(with = "secs", rename = "fetchDeadlineSeconds")]
+    pub fetch_deadline: Duration,
+}
+
+impl Default for OperatorSettings {
+    fn default() -> Self {
+        OperatorSettings {
+            vault: None,
+            aws: None,
+            metrics_port: 9102,
+            default_refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(10),
+            max_refresh: Duration::from_secs(24 * 3600),
+            allowed_roles: None,
+            allow_signal: false,
+            fs_group: None,
+            max_file_bytes: 1 << 20,
+            fetch_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+impl OperatorSettings {
+    /// Checks the operator's settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| Error::Config {
+            field: format!("operator.{field}"),
+            reason,
+        };
+        if let Some(v) = &self.vault {
+            check_https_url(&v.addr).map_err(|r| bad("vault.addr", r))?;
+            if let Some(pem) = &v.ca_pem
+                && (!pem.contains("-----BEGIN CERTIFICATE-----") || pem.len() > 256 << 10)
+            {
+                return Err(bad(
+                    "vault.caPem",
+                    "must be PEM certificates (at most 256 KiB)".into(),
+                ));
+            }
+            check_mount(&v.auth_mount).map_err(|r| bad("vault.authMount", r))?;
+            check_mount(&v.approle_mount).map_err(|r| bad("vault.approleMount", r))?;
+            check_audience(&v.audience).map_err(|r| bad("vault.audience", r))?;
+        }
+        if let Some(a) = &self.aws {
+            if a.region.is_empty()
+                || a.region.len() > 32
+                || !a
+                    .region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(bad("aws.region", "must look like eu-west-1".into()));
+            }
+            if let Some(e) = &a.endpoint
+                && !(e.starts_with("https://") || e.starts_with("http://"))
+            {
+                return Err(bad("aws.endpoint", "must be an http(s) URL".into()));
+            }
+            check_audience(&a.audience).map_err(|r| bad("aws.audience", r))?;
+        }
+        if self.metrics_port < 1024 {
+            return Err(bad(
+                "metricsPort",
+                "must be between 1024 and 65535 (the sidecar runs without privileges)".into(),
+            ));
+        }
+        for (name, d) in [
+            ("minRefreshSeconds", self.min_refresh),
+            ("maxRefreshSeconds", self.max_refresh),
+            ("defaultRefreshSeconds", self.default_refresh),
+        ] {
+            if d < limits::MIN_REFRESH || d > limits::MAX_REFRESH {
+                return Err(bad(
+                    name,
+                    format!(
+                        "must be between {} and {} seconds",
+                        limits::MIN_REFRESH.as_secs(),
+                        limits::MAX_REFRESH.as_secs()
+                    ),
+                ));
+            }
+        }
+        if self.min_refresh > self.max_refresh
+            || self.default_refresh < self.min_refresh
+            || self.default_refresh > self.max_refresh
+        {
+            return Err(bad(
+                "defaultRefreshSeconds",
+                "must satisfy minRefreshSeconds <= defaultRefreshSeconds <= maxRefreshSeconds"
+                    .into(),
+            ));
+        }
+        if let Some(roles) = &self.allowed_roles {
+            for r in roles {
+                check_role_name(r).map_err(|x| bad("allowedRoles", x))?;
+            }
+        }
+        if let Some(g) = self.fs_group
+            && !(0..=i64::from(i32::MAX)).contains(&g)
+        {
+            return Err(bad("fsGroup", "must be between 0 and 2147483647".into()));
+        }
+        if self.max_file_bytes == 0 || self.max_file_bytes > limits::MAX_FILE_BYTES {
+            return Err(bad(
+                "maxFileBytes",
+                format!("must be between 1 and {}", limits::MAX_FILE_BYTES),
+            ));
+        }
+        if self.fetch_deadline.is_zero() || self.fetch_deadline > limits::MAX_FETCH_DEADLINE {
+            return Err(bad(
+                "fetchDeadlineSeconds",
+                format!(
+                    "must be between 1 and {}",
+                    limits::MAX_FETCH_DEADLINE.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The default mode of a secret file: 0440 when the pod has an fsGroup, else 0444.
+    pub fn default_file_mode(&self) -> u32 {
+        if self.fs_group.is_some() {
+            0o440
+        } else {
+            0o444
+        }
+    }
+}
+
+/// How the sidecar runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A native sidecar (`restartPolicy: Always`) that keeps the files fresh.
+    #[default]
+    Sidecar,
+    /// A plain init container that fetches once and exits; never revokes.
+    InitOnly,
+}
+
+/// How the sidecar logs in to Vault. Credentials never come from the config: they are read from
+/// the projected token or from the Secret mounted at [`paths::CREDENTIALS_DIR`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultAuth {
+    /// The kubernetes auth method with the projected token at [`paths::TOKEN_FILE`].
+    #[default]
+    Kubernetes,
+    /// AppRole: `role_id` and `secret_id` from the credentials Secret.
+    AppRole,
+    /// A static token: key `token` of the credentials Secret.
+    Token,
+}
+
+/// A signal the sidecar may send on change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Signal {
+    /// SIGHUP.
+    Hup,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGUSR2.
+    Usr2,
+    /// SIGTERM.
+    Term,
+    /// SIGINT.
+    Int,
+    /// SIGQUIT.
+    Quit,
+}
+
+impl Signal {
+    /// All accepted signals.
+    pub const ALL: [Signal; 6] = [
+        Signal::Hup,
+        Signal::Usr1,
+        Signal::Usr2,
+        Signal::Term,
+        Signal::Int,
+        Signal::Quit,
+    ];
+
+    /// The name without the `SIG` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Hup => "HUP",
+            Signal::Usr1 => "USR1",
+            Signal::Usr2 => "USR2",
+            Signal::Term => "TERM",
+            Signal::Int => "INT",
+            Signal::Quit => "QUIT",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Signal> {
+        let s = s.strip_prefix("SIG").unwrap_or(s);
+        Signal::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// What to do after a consistent update of the files.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OnChange {
+    /// Nothing; the app watches `..data` itself.
+    #[default]
+    None,
+    /// POST to a loopback URL.
+    Http {
+        /// `http://127.0.0.1:<port>/...`, `http://[::1]:<port>/...` or `http://localhost:<port>/...`.
+        url: String,
+    },
+    /// Send a signal to a process in the shared process namespace.
+    Signal {
+        /// The signal.
+        signal: Signal,
+        /// Process name (`/proc/<pid>/comm`).
+        process: String,
+    },
+}
+
+/// Output format of one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The value byte for byte (one field).
+    #[default]
+    Raw,
+    /// All fields as a JSON object.
+    Json,
+    /// All fields as `KEY=value` lines.
+    Env,
+    /// All fields as a YAML mapping.
+    Yaml,
+    /// The `hush.dev/template-<file>` template.
+    Template,
+}
+
+impl Format {
+    pub(crate) fn parse(s: &str) -> Option<Format> {
+        match s {
+            "raw" => Some(Format::Raw),
+            "json" => Some(Format::Json),
+            "env" => Some(Format::Env),
+            "yaml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+
+    /// The annotation value / name of the format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Json => "json",
+            Format::Env => "env",
+            Format::Yaml => "yaml",
+            Format::Template => "template",
+        }
+    }
+}
+
+/// One file in the secrets volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSpec {
+    /// File name, validated by [`crate::names::check_file_name`].
+    pub name: String,
+    /// Where the value comes from.
+    pub source: SourceRef,
+    /// How it is rendered.
+    pub format: Format,
+    /// Template source when `format` is [`Format::Template`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Resolved permission bits: 0440 with an fsGroup, else 0444, or `mode-<file>`.
+    pub mode: u32,
+}
+
+/// Everything one sidecar needs, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// Always [`CONFIG_VERSION`] when built by this crate.
+    pub version: u32,
+    /// The pod's namespace (sealed bindings are checked against it).
+    pub namespace: String,
+    /// Sidecar or init-only.
+    pub mode: Mode,
+    /// Vault role (kubernetes auth).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// How to log in to Vault.
+    pub auth: VaultAuth,
+    /// Secret mounted at [`paths::CREDENTIALS_DIR`] for AppRole/token auth.
+    #[serde(default)]
+    pub credentials_secret: Option<String>,
+    /// Refresh interval.
+    #[serde(with = "secs", rename = "refreshSeconds")]
+    pub refresh: Duration,
+    /// Notification after an update.
+    pub on_change: OnChange,
+    /// Files, sorted by name.
+    pub files: Vec<FileSpec>,
+    /// Containers that get the mount; `None` = all app and later init containers.
+    #[serde(default)]
+    pub containers: Option<Vec<String>>,
+    /// Where the app containers see the files.
+    pub mount_path: String,
+    /// IAM role for web identity.
+    #[serde(default)]
+    pub aws_role_arn: Option<String>,
+    /// Revoke leases and the token on SIGTERM (sidecar mode only).
+    pub revoke_on_shutdown: bool,
+    /// The operator's settings.
+    pub operator: OperatorSettings,
+}
+
+impl SidecarConfig {
+    /// Builds the config from pod annotations (the injector's entry point). Requires
+    /// `hush.dev/inject: "true"`; every problem is reported at once in
+    /// [`Error::Annotations`]. See [`crate::annotations::check`] for pods that may not opt in.
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        namespace: &str,
+        operator: &OperatorSettings,
+    ) -> Result<SidecarConfig> {
+        crate::annotations::check(annotations, namespace, operator)?.ok_or_else(|| {
+            Error::Annotations(vec![crate::error::AnnotationProblem {
+                annotation: INJECT.into(),
+                reason: "must be \"true\" for the pod to get a sidecar".into(),
+            }])
+        })
+    }
+
+    /// Serialises to the versioned `HUSH_CONFIG` JSON (`{"version":1,...}`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("SidecarConfig has only string keys and finite numbers")
+    }
+
+    /// Parses `HUSH_CONFIG` (the sidecar's entry point): refuses another major version naming
+    /// both, refuses unknown fields, then re-validates everything.
+    pub fn from_json(s: &str) -> Result<SidecarConfig> {
+        #[derive(Deserialize)]
+        struct Probe {
+            version: Option<serde_json::Value>,
+        }
+        let probe: Probe = serde_json::from_str(s).map_err(Error::ConfigJson)?;
+        match probe.version.as_ref().and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(CONFIG_VERSION) => {}
+            Some(v) => {
+                return Err(Error::ConfigVersion {
+                    found: v.to_string(),
+                    supported: CONFIG_VERSION,
+                });
+            }
+            None => {
+                return Err(Error::ConfigVersion {
+                    found: probe
+                        .version
+                        .map_or_else(|| "none".to_string(), |v| short(&v.to_string())),
+                    supported: CONFIG_VERSION,
+                });
+            }
+        }
+        let cfg: SidecarConfig = serde_json::from_str(s).map_err(Error::ConfigJson)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Re-checks every invariant that [`SidecarConfig::from_annotations`] establishes.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| Error::Config {
+            field: field.to_string(),
+            reason,
+        };
+        if self.version != CONFIG_VERSION {
+            return Err(Error::ConfigVersion {
+                found: self.version.to_string(),
+                supported: CONFIG_VERSION,
+            });
+        }
+        self.operator.validate()?;
+        check_dns1123_label(&self.namespace).map_err(|r| bad("namespace", r))?;
+        if self.files.is_empty() {
+            return Err(bad("files", "at least one file is required".into()));
+        }
+        if self.files.len() > limits::MAX_FILES {
+            return Err(bad(
+                "files",
+                format!("at most {} files are allowed", limits::MAX_FILES),
+            ));
+        }
+        for w in self.files.windows(2) {
+            if w[0].name >= w[1].name {
+                return Err(bad(
+                    "files",
+                    "must be sorted by name without duplicates".into(),
+                ));
+            }
+        }
+        for f in &self.files {
+            let field = |x: &str| format!("files[{}].{x}", short(&f.name));
+            check_file_name(&f.name).map_err(|r| bad("files[].name", r))?;
+            f.source.validate().map_err(|r| bad(&field("source"), r))?;
+            check_format(f.format, f.template.as_deref(), &f.source)
+                .map_err(|r| bad(&field("format"), r))?;
+            if let Some(t) = &f.template {
+                check_template(t).map_err(|r| bad(&field("template"), r))?;
+            }
+            check_mode_bits(f.mode).map_err(|r| bad(&field("mode"), r))?;
+            match f.source.kind() {
+                SourceKind::Vault if self.operator.vault.is_none() => {
+                    return Err(bad(&field("source"), NO_VAULT.into()));
+                }
+                SourceKind::Aws if self.operator.aws.is_none() => {
+                    return Err(bad(&field("source"), NO_AWS.into()));
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = &self.role {
+            check_role(r, &self.namespace, &self.operator).map_err(|x| bad("role", x))?;
+        }
+        check_auth(
+            self.auth,
+            self.role.is_some(),
+            self.credentials_secret.as_deref(),
+            self.has_vault(),
+        )
+        .map_err(|(f, r)| bad(f, r))?;
+        if self.refresh < self.operator.min_refresh || self.refresh > self.operator.max_refresh {
+            return Err(bad(
+                "refreshSeconds",
+                format!(
+                    "must be between {} and {} seconds",
+                    self.operator.min_refresh.as_secs(),
+                    self.operator.max_refresh.as_secs()
+                ),
+            ));
+        }
+        match &self.on_change {
+            OnChange::None => {}
+            OnChange::Http { url } => check_loopback_url(url).map_err(|r| bad("onChange", r))?,
+            OnChange::Signal { process, .. } => {
+                if !self.operator.allow_signal {
+                    return Err(bad("onChange", NO_SIGNAL.into()));
+                }
+                check_process_name(process).map_err(|r| bad("onChange", r))?;
+            }
+        }
+        if self.mode == Mode::InitOnly && self.on_change != OnChange::None {
+            return Err(bad("onChange", INIT_ONLY_NOTIFY.into()));
+        }
+        if self.mode == Mode::InitOnly && self.revoke_on_shutdown {
+            return Err(bad(
+                "revokeOnShutdown",
+                "init-only never revokes (the app still needs what it fetched)".into(),
+            ));
+        }
+        if let Some(cs) = &self.containers {
+            check_containers(cs).map_err(|r| bad("containers", r))?;
+        }
+        check_mount_path(&self.mount_path).map_err(|r| bad("mountPath", r))?;
+        if let Some(arn) = &self.aws_role_arn {
+            check_role_arn(arn).map_err(|r| bad("awsRoleArn", r))?;
+            if !self.has_aws() {
+                return Err(bad("awsRoleArn", ARN_WITHOUT_AWS.into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Files whose source is of `kind`.
+    pub fn sources_of_kind(&self, kind: SourceKind) -> impl Iterator<Item = &FileSpec> + '_ {
+        self.files.iter().filter(move |f| f.source.kind() == kind)
+    }
+
+    /// Whether any file comes from Vault (the injector then adds the Vault token volume).
+    pub fn has_vault(&self) -> bool {
+        self.sources_of_kind(SourceKind::Vault).next().is_some()
+    }
+
+    /// Whether any file comes from AWS (the injector then adds the STS token and env).
+    pub fn has_aws(&self) -> bool {
+        self.sources_of_kind(SourceKind::Aws).next().is_some()
+    }
+
+    /// Whether any file comes from a sealed ConfigMap (the injector then mounts the identity).
+    pub fn has_sealed(&self) -> bool {
+        self.sources_of_kind(SourceKind::Sealed).next().is_some()
+    }
+
+    /// The sealed ConfigMaps to mount under [`paths::SEALED_DIR`].
+    pub fn sealed_configmaps(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .filter_map(|f| match &f.source {
+                SourceRef::Sealed { configmap, .. } => Some(configmap.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The kinds of sources in use.
+    pub fn source_kinds(&self) -> BTreeSet<SourceKind> {
+        self.files.iter().map(|f| f.source.kind()).collect()
+    }
+}
+
+pub(crate) const NO_VAULT: &str =
+    "the operator has not configured Vault, so vault: sources cannot be used";
+pub(crate) const NO_AWS: &str =
+    "the operator has not configured AWS, so aws: sources cannot be used";
+pub(crate) const NO_SIGNAL: &str = "signal notification needs shareProcessNamespace, which the operator has not allowed; use http:<loopback-url> or none";
+pub(crate) const INIT_ONLY_NOTIFY: &str =
+    "init-only fetches once and exits, so there is no change to notify; remove it";
+pub(crate) const ARN_WITHOUT_AWS: &str = "only used with aws: sources, and none is set";
+
+/// Checks the combination of format, template and source.
+pub(crate) fn check_format(
+    format: Format,
+    template: Option<&str>,
+    source: &SourceRef,
+) -> Result<(), String> {
+    match (format, template) {
+        (Format::Template, None) => return Err("template format without a template".into()),
+        (Format::Template, Some(_)) => {}
+        (_, Some(_)) => return Err("a template always uses the template format".into()),
+        (Format::Raw, None) => {}
+        (f, None) => {
+            if source.selects_single_value() {
+                return Err(format!(
+                    "format {} renders all fields of a secret, but the source selects a single value (#field, #json-key or sealed:); use raw or drop the selector",
+                    f.as_str()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn check_template(t: &str) -> Result<(), String> {
+    if t.len() > limits::MAX_TEMPLATE_BYTES {
+        return Err(format!(
+            "the template is longer than {} bytes",
+            limits::MAX_TEMPLATE_BYTES
+        ));
+    }
+    if t.contains('\0') {
+        return Err("the template contains a NUL character".into());
+    }
+    crate::format::check_template_syntax(t)
+}
+
+/// Parses a `mode-<file>` value: octal `0400`..`0644` (3 or 4 digits), never executable or
+/// world-writable, always readable by the owner.
+pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s
+        .strip_prefix("0o")
+        .or_else(|| s.strip_prefix('0'))
+        .unwrap_or(s);
+    if digits.len() != 3 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err("must be an octal mode such as 0440 or 0400".into());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| "must be an octal mode".to_string())?;
+    check_mode_bits(mode)?;
+    Ok(mode)
+}
+
+pub(crate) fn check_mode_bits(mode: u32) -> Result<(), String> {
+    if mode & !0o777 != 0 {
+        return Err("setuid, setgid and sticky bits are not allowed".into());
+    }
+    if mode & 0o111 != 0 {
+        return Err(format!("{mode:04o} is executable; secret files never are"));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{mode:04o} is group- or world-writable; the range is 0400 to 0644"
+        ));
+    }
+    if mode & 0o400 == 0 {
+        return Err(format!("{mode:04o} is not readable by its owner"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_role_name(r: &str) -> Result<(), String> {
+    if r.is_empty() || r.len() > 128 {
+        return Err("a role name must be 1 to 128 characters long".into());
+    }
+    if let Some(c) = r
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "the role name contains {}",
+            crate::names::describe_char(c)
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_role(r: &str, namespace: &str, op: &OperatorSettings) -> Result<(), String> {
+    check_role_name(r)?;
+    if let Some(allowed) = &op.allowed_roles
+        && !allowed.iter().any(|a| a == r)
+    {
+        let mut list: Vec<&str> = allowed.iter().take(10).map(String::as_str).collect();
+        if allowed.len() > 10 {
+            list.push("...");
+        }
+        return Err(format!(
+            "role \"{r}\" is not allowed in namespace \"{namespace}\"; allowed: {}",
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// Checks auth method, role and credentials Secret together; the error names the field.
+pub(crate) fn check_auth(
+    auth: VaultAuth,
+    has_role: bool,
+    secret: Option<&str>,
+    has_vault: bool,
+) -> Result<(), (&'static str, String)> {
+    if !has_vault {
+        if auth != VaultAuth::Kubernetes {
+            return Err((
+                "auth",
+                "only used with vault: sources, and none is set".into(),
+            ));
+        }
+        if has_role {
+            return Err((
+                "role",
+                "only used with vault: sources, and none is set".into(),
+            ));
+        }
+        if secret.is_some() {
+            return Err((
+                "credentialsSecret",
+                "only used with vault: sources, and none is set".into(),
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(s) = secret {
+        check_dns1123_subdomain(s).map_err(|r| ("credentialsSecret", r))?;
+    }
+    match auth {
+        VaultAuth::Kubernetes => {
+            if !has_role {
+                return Err((
+                    "role",
+                    "required for Vault's kubernetes auth (the Vault role bound to this service account)".into(),
+                ));
+            }
+            if secret.is_some() {
+                return Err((
+                    "credentialsSecret",
+                    "only used with vault-auth approle or token".into(),
+                ));
+            }
+        }
+        VaultAuth::AppRole | VaultAuth::Token => {
+            if secret.is_none() {
+                return Err((
+                    "credentialsSecret",
+                    "required with vault-auth approle or token: the Secret that holds the credentials"
+                        .into(),
+                ));
+            }
+            if has_role {
+                return Err((
+                    "role",
+                    "only used with vault-auth kubernetes (AppRole reads role_id from the credentials Secret)".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a duration such as `30s`, `5m`, `1h` or `1h30m`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "must be a duration such as 30s, 5m, 1h or 1h30m";
+    if s.is_empty() || s.len() > 16 {
+        return Err(HINT.into());
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in s.chars() {
+        match c {
+            '0'..='9' => {
+                let d = u64::from(c as u8 - b'0');
+                num = Some(
+                    num.unwrap_or(0)
+                        .checked_mul(10)
+                        .and_then(|n| n.checked_add(d))
+                        .ok_or(HINT)?,
+                );
+            }
+            'h' | 'm' | 's' => {
+                let n = num.take().ok_or(HINT)?;
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = n
+                    .checked_mul(unit)
+                    .and_then(|x| total.checked_add(x))
+                    .ok_or(HINT)?;
+            }
+            _ => return Err(HINT.into()),
+        }
+    }
+    if num.is_some() {
+        return Err(format!("{HINT} (a unit is required)"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// `http://<loopback>:<port>[/path]` only.
+pub(crate) fn check_loopback_url(url: &str) -> Result<(), String> {
+    const HINT: &str = "must be http://127.0.0.1:<port>/<path>, http://[::1]:<port>/<path> or http://localhost:<port>/<path> (loopback only)";
+    if url.len() > 512 {
+        return Err("the URL is longer than 512 characters".into());
+    }
+    let rest = url.strip_prefix("http://").ok_or(HINT)?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, p) = v6.split_once("]:").ok_or(HINT)?;
+        (h, p)
+    } else {
+        authority.rsplit_once(':').ok_or(HINT)?
+    };
+    if !matches!(host, "127.0.0.1" | "::1" | "localhost") {
+        return Err(HINT.into());
+    }
+    if port.is_empty()
+        || port.len() > 5
+        || !port.bytes().all(|b| b.is_ascii_digit())
+        || !(1..=65535).contains(&port.parse::<u32>().unwrap_or(0))
+    {
+        return Err(format!("{HINT}; the port must be 1 to 65535"));
+    }
+    if let Some(c) = path.chars().find(|c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '/' | '-' | '_' | '.' | '~' | '?' | '=' | '&' | '%' | '+'))
+    }) {
+        return Err(format!(
+            "the URL path contains {}",
+            crate::names::describe_char(c)
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_process_name(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.len() > 64 {
+        return Err("the process name must be 1 to 64 characters long".into());
+    }
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "the process name contains {}",
+            crate::names::describe_char(c)
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `none`, `http:<url>` or `signal:<SIG>:<process>`.
+pub(crate) fn parse_on_change(s: &str, op: &OperatorSettings) -> Result<OnChange, String> {
+    if s == "none" {
+        return Ok(OnChange::None);
+    }
+    // `http:<url>` as documented; a bare `http://...` URL means the same.
+    let url = if s.starts_with("http://") {
+        Some(s)
+    } else {
+        s.strip_prefix("http:")
+    };
+    if let Some(url) = url {
+        check_loopback_url(url)?;
+        return Ok(OnChange::Http { url: url.into() });
+    }
+    if let Some(rest) = s.strip_prefix("signal:") {
+        let (sig, process) = rest
+            .split_once(':')
+            .ok_or("must be signal:<SIGNAL>:<process-name>, e.g. signal:HUP:nginx")?;
+        let signal = Signal::parse(sig).ok_or_else(|| {
+            format!(
+                "unknown signal \"{}\"; use one of HUP, USR1, USR2, TERM, INT, QUIT",
+                short(sig)
+            )
+        })?;
+        check_process_name(process)?;
+        if !op.allow_signal {
+            return Err(NO_SIGNAL.into());
+        }
+        return Ok(OnChange::Signal {
+            signal,
+            process: process.into(),
+        });
+    }
+    Err("must be none, http:<loopback-url> or signal:<SIGNAL>:<process-name>".into())
+}
+
+pub(crate) fn check_containers(cs: &[String]) -> Result<(), String> {
+    if cs.is_empty() {
+        return Err("the list of containers is empty".into());
+    }
+    if cs.len() > 64 {
+        return Err("at most 64 containers may be listed".into());
+    }
+    let mut seen = BTreeSet::new();
+    for c in cs {
+        check_dns1123_label(c)?;
+        if !seen.insert(c) {
+            return Err(format!("container \"{c}\" is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Absolute, normalised, not `/`, not under `/hush`, not over the service-account token.
+pub(crate) fn check_mount_path(p: &str) -> Result<(), String> {
+    if p.len() > 255 {
+        return Err("the mount path is longer than 255 characters".into());
+    }
+    if !p.starts_with('/') {
+        return Err("the mount path must be absolute".into());
+    }
+    if p == "/" {
+        return Err("the mount path must not be /".into());
+    }
+    if p.ends_with('/') || p.contains("//") {
+        return Err("the mount path must be normalised (no trailing or double '/')".into());
+    }
+    for seg in p[1..].split('/') {
+        if seg == "." || seg == ".." {
+            return Err("the mount path must not contain '.' or '..'".into());
+        }
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "the mount path contains {}",
+                crate::names::describe_char(c)
+            ));
+        }
+    }
+    let under = |root: &str| p == root || p.starts_with(&format!("{root}/"));
+    if under("/hush") {
+        return Err("the mount path must not be under /hush (reserved for the sidecar)".into());
+    }
+    for sa in [
+        "/var/run/secrets/kubernetes.io",
+        "/run/secrets/kubernetes.io",
+    ] {
+        if under(sa) || sa.starts_with(&format!("{p}/")) {
+            return Err(format!(
+                "the mount path must not hide or sit inside {sa} (the service-account token)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `arn:aws[-cn|-us-gov]:iam::<12 digits>:role/<path/name>`.
+pub(crate) fn check_role_arn(arn: &str) -> Result<(), String> {
+    const HINT: &str = "must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>";
+    if arn.len() > 2048 {
+        return Err(HINT.into());
+    }
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6
+        || parts[0] != "arn"
+        || !matches!(parts[1], "aws" | "aws-cn" | "aws-us-gov")
+        || parts[2] != "iam"
+        || !parts[3].is_empty()
+        || parts[4].len() != 12
+        || !parts[4].bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(HINT.into());
+    }
+    let name = parts[5].strip_prefix("role/").ok_or(HINT)?;
+    if name.is_empty()
+        || name.ends_with('/')
+        || !name.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | ',' | '.' | '@' | '_' | '-' | '/')
+        })
+    {
+        return Err(HINT.into());
+    }
+    Ok(())
+}
+
+fn check_https_url(u: &str) -> Result<(), String> {
+    let rest = u
+        .strip_prefix("https://")
+        .ok_or("must be an https:// URL")?;
+    if rest.is_empty() || rest.len() > 512 || rest.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("must be an https:// URL with a host".into());
+    }
+    Ok(())
+}
+
+fn check_mount(m: &str) -> Result<(), String> {
+    if m.is_empty()
+        || m.len() > 128
+        || m.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || !m
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.'))
+    {
+        return Err("must be a Vault mount path such as kubernetes or auth-k8s/prod".into());
+    }
+    Ok(())
+}
+
+fn check_audience(a: &str) -> Result<(), String> {
+    if a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("must be 1 to 256 printable characters without spaces".into());
+    }
+    Ok(())
+}
+
+/// Durations serialised as whole seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5x",
+            "-5s",
+            "99999999999999999h",
+            "1.5h",
+            "5 m",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0440"), Ok(0o440));
+        assert_eq!(parse_mode("400"), Ok(0o400));
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        for bad in [
+            "0755", "0666", "0646", "0040", "4440", "0o1440", "abc", "", "0444 ",
+        ] {
+            assert!(parse_mode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_urls() {
+        for ok in [
+            "http://127.0.0.1:8080/reload",
+            "http://[::1]:9/x",
+            "http://localhost:1",
+            "http://localhost:65535/-/reload?x=1",
+        ] {
+            assert_eq!(check_loopback_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://127.0.0.1:8080/",
+            "http://10.0.0.1:80/",
+            "http://127.0.0.1/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:70000/",
+            "http://user@127.0.0.1:80/",
+            "http://127.0.0.1.evil.com:80/",
+            "http://localhost:80/#frag",
+        ] {
+            assert!(check_loopback_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_paths() {
+        assert!(check_mount_path("/var/run/secrets/hush").is_ok());
+        assert!(check_mount_path("/etc/app/secrets").is_ok());
+        for bad in [
+            "/",
+            "rel",
+            "/hush",
+            "/hush/x",
+            "/var/run/secrets/kubernetes.io",
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+            "/var/run/secrets",
+            "/var",
+            "/a/../b",
+            "/a//b",
+            "/a/",
+        ] {
+            assert!(check_mount_path(bad).is_err(), "{bad}");
+        }
+        assert!(check_mount_path("/hushx").is_ok());
+    }
+
+    #[test]
+    fn role_arns() {
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/app").is_ok());
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/path/app").is_ok());
+        assert!(check_role_arn("arn:aws:iam::12345:role/app").is_err());
+        assert!(check_role_arn("arn:aws:iam::123456789012:user/app").is_err());
+        assert!(check_role_arn("arn:aws:sts::123456789012:role/app").is_err());
+    }
+
+    #[test]
+    fn operator_defaults_validate() {
+        assert!(OperatorSettings::default().validate().is_ok());
+        let op: OperatorSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(op, OperatorSettings::default());
+        assert!(serde_json::from_str::<OperatorSettings>(r#"{"vaultAddr":"x"}"#).is_err());
+    }
+}

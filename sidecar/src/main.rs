@@ -1,0 +1,85 @@
+//! `hush-sidecar`: thin entry point. It parses the subcommand, installs the tracing subscriber and
+//! calls into the `hush_sidecar` library; all logic lives there.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hush_sidecar::runtime::{self, ProcessEnv};
+
+/// Fetches secrets for one pod and keeps them fresh on a tmpfs.
+#[derive(Parser)]
+#[command(name = "hush-sidecar", version, about)]
+struct Cli {
+    /// Log as JSON lines.
+    #[arg(long, env = "HUSH_LOG_JSON", global = true)]
+    log_json: bool,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `debug` or `trace`. The default hides
+    /// the HTTP libraries' own error events, which repeat what the sidecar reports.
+    #[arg(
+        long,
+        env = "HUSH_LOG",
+        global = true,
+        default_value = "info,rustify=off,vaultrs=off"
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Native sidecar: fetch, write, mark started, refresh until SIGTERM.
+    Run,
+    /// Init container: fetch, write, exit.
+    Once,
+    /// Startup probe: exit 0 once the first fetch has been written.
+    Probe,
+    /// Parse and validate HUSH_CONFIG, then exit 0, or 1 with the error.
+    CheckConfig,
+}
+
+fn init_tracing(json: bool, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = ProcessEnv;
+    // The probe runs every few seconds in every pod: no logging setup, no config parse.
+    if let Command::Probe = cli.command {
+        return ExitCode::from(u8::try_from(runtime::probe(&env)).unwrap_or(1));
+    }
+    init_tracing(cli.log_json, &cli.log);
+    let res = match cli.command {
+        Command::Run => runtime::run(&env),
+        Command::Once => runtime::once(&env),
+        Command::CheckConfig => runtime::load_config(&env).map(|c| {
+            println!(
+                "HUSH_CONFIG is valid: {} file(s), mode {:?}",
+                c.files.len(),
+                c.mode
+            );
+        }),
+        Command::Probe => Ok(()),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let report = anyhow::Error::new(e);
+            tracing::error!(error = format!("{report:#}"), "hush-sidecar failed");
+            eprintln!("hush-sidecar: {report:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The refresh loop's state machine, independent of signals and process setup (those live in
+//! [`crate::runtime`]). It owns the last good value of every secret and rebuilds the whole set of
+//! files from them, so a failed fetch never removes or half-updates a file: the volume keeps the
+//! last complete set until a new complete set is written.
+//!
+//! One cycle: ask each provider cheaply which secrets changed (KV v2 metadata, AWS batch calls),
+//! fetch only those, and write the set if any value differs. The writer reports whether anything
+//! changed on disk, and only then does the app get its one notification. Leases and tokens are
+//! renewed on their own schedule ([`Engine::next_maintenance`]), independent of the refresh interval.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::backoff::{Backoff, ErrorClass};
+use crate::config::{FileSpec, SidecarConfig, SourceKind, SourceRef};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::provider::{self, Check, FetchKey, Provider, Version};
+use crate::runtime::Paths;
+use crate::secret::SecretValue;
+
+/// One rendered file, ready to be written.
+pub struct Rendered {
+    /// File name inside the volume.
+    pub name: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Content, wiped on drop.
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+/// Writes a complete set of files atomically; returns whether anything changed on disk.
+pub trait Sink {
+    /// Replaces the whole set, or leaves the previous set intact on error.
+    fn write(&mut self, files: &[Rendered]) -> Result<bool>;
+}
+
+impl Sink for crate::output::AtomicWriter {
+    fn write(&mut self, files: &[Rendered]) -> Result<bool> {
+        let set: Vec<crate::output::OutputFile<'_>> = files
+            .iter()
+            .map(|f| crate::output::OutputFile {
+                name: &f.name,
+                mode: f.mode,
+                bytes: &f.bytes,
+            })
+            .collect();
+        Ok(self.write_set(&set)? == crate::output::WriteOutcome::Written)
+    }
+}
+
+/// A secret we hold.
+struct Held {
+    value: SecretValue,
+    version: Version,
+}
+
+/// Everything known about one fetch key.
+struct KeyState {
+    source: SourceRef,
+    kind: SourceKind,
+    files: Vec<String>,
+    held: Option<Held>,
+}
+
+/// The refresh engine of one sidecar.
+pub struct Engine {
+    files: Vec<FileSpec>,
+    max_file_bytes: u64,
+    providers: BTreeMap<SourceKind, Box<dyn Provider>>,
+    keys: BTreeMap<FetchKey, KeyState>,
+    sink: Box<dyn Sink>,
+    notifier: Notifier,
+    metrics: Metrics,
+    backoff: Backoff,
+    /// Content changed since the last successful write (a write failed, or a value moved).
+    dirty: bool,
+}
+
+impl Engine {
+    /// Builds the providers the pod uses (and only those) and the key table.
+    pub fn new(
+        cfg: &SidecarConfig,
+        paths: &Paths,
+        sink: Box<dyn Sink>,
+        notifier: Notifier,
+        metrics: Metrics,
+    ) -> Result<Engine> {
+        let mut providers = BTreeMap::new();
+        for kind in cfg.source_kinds() {
+            providers.insert(kind, provider::build(kind, cfg, paths)?);
+        }
+        let mut keys: BTreeMap<FetchKey, KeyState> = BTreeMap::new();
+        for f in &cfg.files {
+            let (key, source) = FetchKey::of(&f.source);
+            keys.entry(key)
+                .or_insert_with(|| KeyState {
+                    kind: source.kind(),
+                    source,
+                    files: Vec::new(),
+                    held: None,
+                })
+                .files
+                .push(f.name.clone());
+        }
+        Ok(Engine {
+            files: cfg.files.clone(),
+            max_file_bytes: cfg.operator.max_file_bytes,
+            providers,
+            keys,
+            sink,
+            notifier,
+            metrics,
+            backoff: Backoff::standard(),
+            dirty: false,
+        })
+    }
+
+    /// The metrics handle.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn record_ok(&self, key: &FetchKey) {
+        if let Some(k) = self.keys.get(key) {
+            for f in &k.files {
+                self.metrics.fetched(k.kind.as_str(), f);
+            }
+        }
+    }
+
+    fn record_err(&self, key: &FetchKey, e: &Error) {
+        if let Some(k) = self.keys.get(key) {
+            for f in &k.files {
+                self.metrics.failed(k.kind.as_str(), f, e.class());
+            }
+            tracing::warn!(
+                source = k.kind.as_str(),
+                files = %k.files.join(","),
+                class = e.class().as_str(),
+                error = %e,
+                "secret not refreshed; the last good files stay"
+            );
+        }
+    }
+
+    /// Fetches `keys` and stores what changed. Returns the first error (permanent first) after
+    /// trying every key.
+    async fn fetch_keys(&mut self, keys: Vec<FetchKey>) -> Result<()> {
+        let mut first: Option<Error> = None;
+        for key in keys {
+            let Some(state) = self.keys.get(&key) else {
+                continue;
+            };
+            let (kind, source) = (state.kind, state.source.clone());
+            let Some(p) = self.providers.get_mut(&kind) else {
+                continue;
+            };
+            match p.fetch(&source).await {
+                Ok(f) => {
+                    self.record_ok(&key);
+                    if let Some(state) = self.keys.get_mut(&key) {
+                        let changed = state.held.as_ref().is_none_or(|h| h.value != f.value);
+                        if changed {
+                            self.dirty = true;
+                            if state.held.is_some() {
+                                for file in &state.files {
+                                    self.metrics.file_updated(file);
+                                }
+                            }
+                        }
+                        state.held = Some(Held {
+                            value: f.value,
+                            version: f.version,
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.record_err(&key, &e);
+                    first = Some(worse(first, e));
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// First fetch: every secret, retrying transient errors with backoff until `deadline`. A
+    /// permanent error ends it at once (the pod's app must not start without its secrets).
+    pub async fn initial(
+        &mut self,
+        deadline: Instant,
+        what: &'static str,
+        budget: Duration,
+    ) -> Result<()> {
+        loop {
+            let missing: Vec<FetchKey> = self
+                .keys
+                .iter()
+                .filter(|(_, s)| s.held.is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let res = match tokio::time::timeout(left, self.fetch_keys(missing)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Deadline {
+                    what,
+                    after: budget,
+                    last: None,
+                }),
+            };
+            match res {
+                Ok(()) => {}
+                Err(e @ Error::Deadline { .. }) => return Err(e),
+                Err(e) if e.class() == ErrorClass::Permanent => return Err(e),
+                Err(e) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Deadline {
+                            what,
+                            after: budget,
+                            last: Some(e.to_string()),
+                        });
+                    }
+                    let wait = self.backoff.next_delay(Some(left));
+                    tracing::info!(
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        error = %e,
+                        "first fetch failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    if Instant::now() >= deadline {
+                        return Err(Error::Deadline {
+                            what,
+                            after: budget,
+                            last: Some(e.to_string()),
+                        });
+                    }
+                }
+            }
+        }
+        self.backoff.reset();
+        self.write(false).await?;
+        self.update_lease_metrics();
+        self.metrics.succeeded();
+        Ok(())
+    }
+
+    /// Renders every file from the held values and writes the set. Notifies when asked and the
+    /// volume changed.
+    async fn write(&mut self, notify: bool) -> Result<bool> {
+        let mut out = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            let (key, _) = FetchKey::of(&f.source);
+            let held = self
+                .keys
+                .get(&key)
+                .and_then(|k| k.held.as_ref())
+                .ok_or_else(|| Error::Render {
+                    file: f.name.clone(),
+                    reason: "no value fetched yet".into(),
+                })?;
+            let value =
+                provider::select(&held.value, provider::selector(&f.source)).map_err(|reason| {
+                    Error::Render {
+                        file: f.name.clone(),
+                        reason,
+                    }
+                })?;
+            let bytes = crate::format::render_capped(f, &value, self.max_file_bytes)?;
+            out.push(Rendered {
+                name: f.name.clone(),
+                mode: f.mode,
+                bytes,
+            });
+        }
+        let changed = self.sink.write(&out)?;
+        self.dirty = false;
+        if changed {
+            self.metrics.updated();
+            tracing::info!(files = out.len(), "secrets volume updated");
+            if notify && let Err(e) = self.notifier.notify().await {
+                tracing::warn!(error = %e, "on-change notification failed");
+            }
+        }
+        Ok(changed)
+    }
+
+    /// One refresh cycle: cheap checks, fetches of what changed, one write and at most one
+    /// notification. Returns whether the volume changed.
+    pub async fn refresh(&mut self) -> Result<bool> {
+        let mut first: Option<Error> = None;
+        let mut to_fetch = Vec::new();
+        let kinds: Vec<SourceKind> = self.providers.keys().copied().collect();
+        for kind in kinds {
+            let (keys, refs): (Vec<FetchKey>, Vec<(SourceRef, Version)>) = self
+                .keys
+                .iter()
+                .filter(|(_, s)| s.kind == kind)
+                .map(|(k, s)| {
+                    let v = s.held.as_ref().map_or(Version::None, |h| h.version.clone());
+                    (k.clone(), (s.source.clone(), v))
+                })
+                .unzip();
+            if keys.is_empty() {
+                continue;
+            }
+            let pairs: Vec<(&SourceRef, &Version)> = refs.iter().map(|(s, v)| (s, v)).collect();
+            let Some(p) = self.providers.get_mut(&kind) else {
+                continue;
+            };
+            let results = p.check(&pairs).await;
+            for (key, r) in keys.into_iter().zip(results) {
+                match r {
+                    Ok(Check::Unchanged) => {
+                        if self.keys.get(&key).is_some_and(|k| k.held.is_none()) {
+                            to_fetch.push(key);
+                        }
+                    }
+                    Ok(Check::Changed) => to_fetch.push(key),
+                    Err(e) => {
+                        self.record_err(&key, &e);
+                        first = Some(worse(first, e));
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.fetch_keys(to_fetch).await {
+            first = Some(worse(first, e));
+        }
+        let changed = if self.dirty {
+            self.write(true).await?
+        } else {
+            false
+        };
+        self.update_lease_metrics();
+        match first {
+            Some(e) => Err(e),
+            None => {
+                self.metrics.succeeded();
+                Ok(changed)
+            }
+        }
+    }
+
+    /// The earliest time any provider needs maintenance.
+    pub fn next_maintenance(&self) -> Option<Instant> {
+        self.providers
+            .values()
+            .filter_map(|p| p.next_maintenance())
+            .min()
+    }
+
+    /// Renews tokens and leases that are due, fetches what can no longer be renewed, writes and
+    /// notifies if that changed the files.
+    pub async fn maintain(&mut self) -> Result<bool> {
+        let now = Instant::now();
+        let mut refetch = Vec::new();
+        let mut first = None;
+        for p in self.providers.values_mut() {
+            if p.next_maintenance().is_none_or(|t| t > now) {
+                continue;
+            }
+            match p.maintain().await {
+                Ok(m) => {
+                    self.metrics.renewed(m.leases_renewed, m.token_renewed);
+                    refetch.extend(m.refetch);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, class = e.class().as_str(), "renewal failed");
+                    first = Some(worse(first, e));
+                }
+            }
+        }
+        let keys: Vec<FetchKey> = refetch.iter().map(|s| FetchKey::of(s).0).collect();
+        if !keys.is_empty() {
+            tracing::info!(
+                count = keys.len(),
+                "fetching new dynamic secrets before their leases end"
+            );
+            if let Err(e) = self.fetch_keys(keys).await {
+                first = Some(worse(first, e));
+            }
+        }
+        let changed = if self.dirty {
+            self.write(true).await?
+        } else {
+            false
+        };
+        self.update_lease_metrics();
+        first.map_or(Ok(changed), Err)
+    }
+
+    fn update_lease_metrics(&self) {
+        let now = Instant::now();
+        for k in self.keys.values() {
+            let Some(p) = self.providers.get(&k.kind) else {
+                continue;
+            };
+            if let Some(exp) = p.lease_expiry(&k.source) {
+                for f in &k.files {
+                    self.metrics
+                        .lease_ttl(f, exp.saturating_duration_since(now));
+                }
+            }
+        }
+    }
+
+    /// The delay before retrying after an error of `class` (bounded by the refresh interval).
+    pub fn retry_delay(&mut self, class: ErrorClass, interval: Duration) -> Duration {
+        match class {
+            ErrorClass::Transient => self.backoff.next_delay(Some(interval)),
+            ErrorClass::Permanent => interval,
+        }
+    }
+
+    /// Resets the backoff after a clean cycle.
+    pub fn reset_backoff(&mut self) {
+        self.backoff.reset();
+    }
+
+    /// Revokes every provider's leases and tokens.
+    pub async fn revoke_all(&mut self) {
+        for p in self.providers.values_mut() {
+            p.revoke_all().await;
+        }
+    }
+}
+
+/// Keeps the more serious of two errors (permanent beats transient), else the first.
+fn worse(a: Option<Error>, b: Error) -> Error {
+    match a {
+        None => b,
+        Some(a) => {
+            if a.class() == ErrorClass::Transient && b.class() == ErrorClass::Permanent {
+                b
+            } else {
+                a
+            }
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The Vault/OpenBao provider: KV v1 and v2 (with `#field` and `?version=N`), and any other
+//! logical path as a leased dynamic secret (for example `database/creds/<role>`).
+//!
+//! - The engine behind each path is looked up once (`sys/internal/ui/mounts/<path>`, as the `bao kv`
+//!   CLI does) and cached.
+//! - Cheap refresh: a KV v2 secret is checked with its metadata (`current_version`, no value) and
+//!   read only when the version moved. A pinned version is never read again. KV v1 has no version,
+//!   so it is read and compared. A dynamic secret changes only when its lease must be replaced.
+//! - Leases are renewed at about 2/3 of their TTL. When a renewal returns less than asked, the lease
+//!   has reached its `max_ttl` and the secret is fetched again before it expires.
+//! - On 403 the provider logs in again once and retries; a second 403 is permanent. Leases belong
+//!   to the token that created them, so a fresh login also schedules every dynamic secret for a
+//!   re-fetch.
+
+mod auth;
+mod client;
+mod kv;
+mod leases;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rustify::enums::RequestMethod;
+
+use self::auth::{Login, TokenState};
+use self::client::{CallError, STORE, Vault};
+use self::kv::{Engine, Envelope, Kv2Data, Kv2Metadata, MountInfo};
+use crate::backoff::{ErrorClass, renew_after};
+use crate::config::{SidecarConfig, SourceKind, SourceRef, VaultAuth};
+use crate::error::{Error, Result};
+use crate::provider::{Check, Fetched, LeaseInfo, LocalBoxFuture, Maintenance, Provider, Version};
+use crate::runtime::Paths;
+use crate::secret::{SecretFields, SecretValue};
+
+/// A lease with less than this share of its TTL left is replaced instead of renewed.
+const MIN_LEASE_LEFT_FRACTION: f64 = 0.1;
+const MIN_RENEW: Duration = Duration::from_secs(2);
+
+/// One live lease of a dynamic secret.
+struct Lease {
+    source: SourceRef,
+    id: String,
+    /// The increment asked for on renewal (the lease's original TTL).
+    increment: Duration,
+    expires: Instant,
+    renewable: bool,
+    next: Instant,
+    /// Fetch again at `next` instead of renewing.
+    refetch: bool,
+}
+
+/// The Vault provider.
+pub struct VaultProvider {
+    vault: Vault,
+    login: Login,
+    token: Option<TokenState>,
+    engines: BTreeMap<String, Engine>,
+    /// KV v2 paths whose metadata the policy does not let us read: fall back to data reads.
+    no_metadata: BTreeMap<String, ()>,
+    /// Keyed by the reference's canonical string.
+    leases: BTreeMap<String, Lease>,
+    pending_refetch: Vec<SourceRef>,
+}
+
+impl VaultProvider {
+    /// Builds the client from the operator's settings; nothing is sent until the first fetch.
+    pub fn new(cfg: &SidecarConfig, paths: &Paths) -> Result<VaultProvider> {
+        let settings = cfg.operator.vault.as_ref().ok_or_else(|| Error::Config {
+            field: "operator.vault".into(),
+            reason: crate::config::NO_VAULT.into(),
+        })?;
+        let mount = match cfg.auth {
+            VaultAuth::AppRole => settings.approle_mount.clone(),
+            _ => settings.auth_mount.clone(),
+        };
+        Ok(VaultProvider {
+            vault: Vault::new(settings)?,
+            login: Login {
+                method: cfg.auth,
+                role: cfg.role.clone(),
+                mount,
+                token_file: paths.token_file(),
+                credentials_dir: paths.credentials_dir(),
+            },
+            token: None,
+            engines: BTreeMap::new(),
+            no_metadata: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            pending_refetch: Vec::new(),
+        })
+    }
+
+    async fn ensure_token(&mut self) -> Result<()> {
+        if self.token.is_none() || !self.vault.has_token() {
+            let st = self.login.login(&mut self.vault).await?;
+            self.token = Some(st);
+        }
+        Ok(())
+    }
+
+    async fn relogin(&mut self) -> Result<()> {
+        let st = self.login.login(&mut self.vault).await?;
+        self.token = Some(st);
+        self.schedule_all_leases_refetch();
+        Ok(())
+    }
+
+    fn schedule_all_leases_refetch(&mut self) {
+        for l in self.leases.values() {
+            if !self.pending_refetch.contains(&l.source) {
+                self.pending_refetch.push(l.source.clone());
+            }
+        }
+    }
+
+    /// GET with one re-login on 403.
+    async fn get(
+        &mut self,
+        path: &str,
+        query: Option<String>,
+    ) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+        self.ensure_token().await.map_err(Failure::Login)?;
+        match self
+            .vault
+            .request(RequestMethod::GET, path, query.clone(), None)
+            .await
+        {
+            Err(e) if e.status() == Some(403) && self.login.can_relogin() => {
+                // 403 means either "the policy forbids this" or "the token is no longer valid".
+                // Only the second is cured by a fresh login; the token's own lookup tells them apart.
+                if self.token_is_valid().await {
+                    return Err(Failure::Call(e));
+                }
+                tracing::info!("vault token is no longer valid; logging in again");
+                self.relogin().await.map_err(Failure::Login)?;
+                self.vault
+                    .request(RequestMethod::GET, path, query, None)
+                    .await
+                    .map_err(Failure::Call)
+            }
+            other => other.map_err(Failure::Call),
+        }
+    }
+
+    async fn token_is_valid(&self) -> bool {
+        match vaultrs::token::lookup_self(self.vault.client()).await {
+            Ok(mut info) => {
+                zeroize::Zeroize::zeroize(&mut info.id);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn engine(&mut self, path: &str) -> Result<Engine> {
+        if let Some(e) = self.engines.get(path) {
+            return Ok(e.clone());
+        }
+        let engine = match self
+            .get(&format!("sys/internal/ui/mounts/{path}"), None)
+            .await
+        {
+            Ok(body) => match kv::parse::<Envelope<MountInfo>>(&body) {
+                Ok(Envelope {
+                    data: Some(info), ..
+                }) => Engine::from_mount(path, &info),
+                _ => Engine::Logical,
+            },
+            Err(Failure::Login(e)) => return Err(e),
+            Err(Failure::Call(e)) => {
+                if matches!(e, CallError::Transport(_)) || e.status().is_some_and(|s| s >= 500) {
+                    return Err(e.into_error("mount lookup"));
+                }
+                // Not allowed to look it up: treat it as a plain logical read.
+                Engine::Logical
+            }
+        };
+        tracing::debug!(path, engine = ?engine, "vault engine resolved");
+        self.engines.insert(path.to_string(), engine.clone());
+        Ok(engine)
+    }
+
+    async fn fetch_one(&mut self, source: &SourceRef) -> Result<Fetched> {
+        let SourceRef::Vault { path, version, .. } = source else {
+            return Err(Error::store(
+                STORE,
+                ErrorClass::Permanent,
+                "not a vault: reference",
+            ));
+        };
+        let engine = self.engine(path).await?;
+        match engine {
+            Engine::Kv2 { mount, name } => {
+                let query = version.map(|v| format!("version={v}"));
+                let body = self
+                    .get(&format!("{mount}data/{name}"), query)
+                    .await
+                    .map_err(|f| f.into_error("kv read"))?;
+                let env: Envelope<Kv2Data> = kv::parse(&body).map_err(perm)?;
+                let d = env
+                    .data
+                    .ok_or_else(|| perm("the KV v2 response has no data".into()))?;
+                let fields = d.data.ok_or_else(|| {
+                    perm("this version of the secret is deleted or destroyed".into())
+                })?;
+                let v = d.metadata.map(|m| m.version).unwrap_or(0);
+                Ok(Fetched {
+                    value: SecretValue::Fields(fields),
+                    version: if version.is_some() {
+                        Version::Pinned
+                    } else {
+                        Version::Kv2(v)
+                    },
+                    lease: None,
+                })
+            }
+            Engine::Kv1 => {
+                if version.is_some() {
+                    return Err(perm(
+                        "?version=N needs a KV v2 mount, but this path is KV v1".into(),
+                    ));
+                }
+                let body = self
+                    .get(path, None)
+                    .await
+                    .map_err(|f| f.into_error("kv read"))?;
+                let env: Envelope<SecretFields> = kv::parse(&body).map_err(perm)?;
+                let fields = env
+                    .data
+                    .ok_or_else(|| perm("the response has no data".into()))?;
+                Ok(Fetched {
+                    value: SecretValue::Fields(fields),
+                    version: Version::None,
+                    lease: None,
+                })
+            }
+            Engine::Logical => {
+                if version.is_some() {
+                    return Err(perm("?version=N needs a KV v2 mount".into()));
+                }
+                let body = self
+                    .get(path, None)
+                    .await
+                    .map_err(|f| f.into_error("read"))?;
+                let env: Envelope<SecretFields> = kv::parse(&body).map_err(perm)?;
+                let fields = env
+                    .data
+                    .ok_or_else(|| perm("the response has no data".into()))?;
+                let key = source.to_string();
+                if env.lease_id.is_empty() {
+                    self.leases.remove(&key);
+                    return Ok(Fetched {
+                        value: SecretValue::Fields(fields),
+                        version: Version::None,
+                        lease: None,
+                    });
+                }
+                let ttl = Duration::from_secs(env.lease_duration);
+                let now = Instant::now();
+                let lease = Lease {
+                    source: source.clone(),
+                    id: env.lease_id,
+                    increment: ttl,
+                    expires: now + ttl,
+                    renewable: env.renewable,
+                    next: now + renew_after(ttl, MIN_RENEW),
+                    refetch: !env.renewable,
+                };
+                tracing::info!(
+                    path,
+                    ttl_secs = ttl.as_secs(),
+                    renewable = env.renewable,
+                    "vault lease obtained"
+                );
+                let info = LeaseInfo {
+                    expires: lease.expires,
+                    renewable: lease.renewable,
+                };
+                self.pending_refetch.retain(|s| s != source);
+                self.leases.insert(key, lease);
+                Ok(Fetched {
+                    value: SecretValue::Fields(fields),
+                    version: Version::Leased,
+                    lease: Some(info),
+                })
+            }
+        }
+    }
+
+    async fn check_one(&mut self, source: &SourceRef, held: &Version) -> Result<Check> {
+        let SourceRef::Vault { path, .. } = source else {
+            return Ok(Check::Changed);
+        };
+        match held {
+            Version::Pinned | Version::Leased => return Ok(Check::Unchanged),
+            Version::None | Version::Opaque(_) => return Ok(Check::Changed),
+            Version::Kv2(_) => {}
+        }
+        let Engine::Kv2 { mount, name } = self.engine(path).await? else {
+            return Ok(Check::Changed);
+        };
+        if self.no_metadata.contains_key(path) {
+            return Ok(Check::Changed);
+        }
+        let meta = match self.get(&format!("{mount}metadata/{name}"), None).await {
+            Ok(b) => b,
+            Err(Failure::Call(e)) if e.status() == Some(403) => {
+                tracing::warn!(
+                    path,
+                    "the Vault policy does not allow reading KV metadata; falling back to full reads (grant read on <mount>/metadata/<path> for cheap refresh)"
+                );
+                self.no_metadata.insert(path.clone(), ());
+                return Ok(Check::Changed);
+            }
+            Err(f) => return Err(f.into_error("kv metadata read")),
+        };
+        let env: Envelope<Kv2Metadata> = kv::parse(&meta).map_err(perm)?;
+        let m = env
+            .data
+            .ok_or_else(|| perm("the metadata response has no data".into()))?;
+        if m.current_is_gone() {
+            return Err(perm(format!(
+                "kv metadata read: the current version ({}) is deleted or destroyed",
+                m.current_version
+            )));
+        }
+        Ok(if *held == Version::Kv2(m.current_version) {
+            Check::Unchanged
+        } else {
+            Check::Changed
+        })
+    }
+
+    async fn maintain_inner(&mut self) -> Result<Maintenance> {
+        let mut out = Maintenance::default();
+        let now = Instant::now();
+        // The token first: leases can only be renewed with a live token.
+        if let Some(st) = self.token.clone()
+            && st.next_action.is_some_and(|t| t <= now)
+        {
+            let (next, relogged) = self.login.maintain(&mut self.vault, &st).await?;
+            self.token = Some(next);
+            out.token_renewed = true;
+            if relogged {
+                self.schedule_all_leases_refetch();
+            }
+        }
+        let due: Vec<String> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.next <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(l) = self.leases.get(&key) else {
+                continue;
+            };
+            let left = l.expires.saturating_duration_since(now);
+            let min_left = l
+                .increment
+                .mul_f64(MIN_LEASE_LEFT_FRACTION)
+                .max(Duration::from_secs(1));
+            if l.refetch || !l.renewable || left < min_left {
+                if !self.pending_refetch.contains(&l.source) {
+                    self.pending_refetch.push(l.source.clone());
+                }
+                continue;
+            }
+            let (id, increment) = (l.id.clone(), l.increment);
+            match leases::renew(&self.vault, &id, increment).await {
+                Ok(r) => {
+                    out.leases_renewed += 1;
+                    let now = Instant::now();
+                    let ttl = Duration::from_secs(r.lease_duration);
+                    if let Some(l) = self.leases.get_mut(&key) {
+                        l.expires = now + ttl;
+                        l.renewable = r.renewable;
+                        // Less than asked: max_ttl is near. Fetch a new secret at 2/3 of what is left.
+                        l.refetch = !r.renewable || ttl + Duration::from_secs(1) < increment;
+                        l.next = now + renew_after(ttl, MIN_RENEW);
+                        tracing::debug!(
+                            ttl_secs = ttl.as_secs(),
+                            refetch_next = l.refetch,
+                            "vault lease renewed"
+                        );
+                    }
+                }
+                Err(e) => {
+                    let status = e.status();
+                    let err = e.into_error("lease renewal");
+                    if matches!(status, Some(400) | Some(403) | Some(404)) {
+                        // The lease is gone (revoked, or its token expired): fetch a new secret.
+                        tracing::warn!(error = %err, "vault lease cannot be renewed; fetching a new secret");
+                        if let Some(l) = self.leases.get(&key)
+                            && !self.pending_refetch.contains(&l.source)
+                        {
+                            self.pending_refetch.push(l.source.clone());
+                        }
+                    } else {
+                        if let Some(l) = self.leases.get_mut(&key) {
+                            let left = l.expires.saturating_duration_since(Instant::now());
+                            l.next = Instant::now() + (left / 4).max(Duration::from_secs(1));
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        out.refetch = self.pending_refetch.clone();
+        Ok(out)
+    }
+
+    async fn revoke_inner(&mut self) {
+        if !self.vault.has_token() {
+            return;
+        }
+        let leases = std::mem::take(&mut self.leases);
+        for (_, l) in leases {
+            match leases::revoke(&self.vault, &l.id).await {
+                Ok(()) => tracing::info!("vault lease revoked"),
+                Err(e) if e.status() == Some(403) && self.login.can_relogin() => {
+                    // The policy does not grant sys/leases/revoke; revoking the token below ends
+                    // every lease it created.
+                    tracing::debug!("sys/leases/revoke not permitted; relying on token revocation");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.into_error("lease revocation"), "vault lease not revoked")
+                }
+            }
+        }
+        if self.login.can_relogin() {
+            match vaultrs::token::revoke_self(self.vault.client()).await {
+                Ok(()) => tracing::info!("vault token revoked"),
+                Err(e) => tracing::warn!(
+                    error = %CallError::from_vaultrs(e).into_error("token revocation"),
+                    "vault token not revoked"
+                ),
+            }
+        }
+        self.vault.clear_token();
+        self.token = None;
+    }
+}
+
+/// Why a GET failed: the login before it, or the call itself.
+enum Failure {
+    Login(Error),
+    Call(CallError),
+}
+
+impl Failure {
+    fn into_error(self, op: &str) -> Error {
+        match self {
+            Failure::Login(e) => e,
+            Failure::Call(e) => e.into_error(op),
+        }
+    }
+}
+
+fn perm(reason: String) -> Error {
+    Error::store(STORE, ErrorClass::Permanent, reason)
+}
+
+impl Provider for VaultProvider {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Vault
+    }
+
+    fn fetch<'a>(&'a mut self, source: &'a SourceRef) -> LocalBoxFuture<'a, Result<Fetched>> {
+        Box::pin(self.fetch_one(source))
+    }
+
+    fn check<'a>(
+        &'a mut self,
+        held: &'a [(&'a SourceRef, &'a Version)],
+    ) -> LocalBoxFuture<'a, Vec<Result<Check>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(held.len());
+            for (s, v) in held {
+                out.push(self.check_one(s, v).await);
+            }
+            out
+        })
+    }
+
+    fn next_maintenance(&self) -> Option<Instant> {
+        if !self.pending_refetch.is_empty() {
+            return Some(Instant::now());
+        }
+        let token = self.token.as_ref().and_then(|t| t.next_action);
+        let lease = self.leases.values().map(|l| l.next).min();
+        match (token, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn maintain(&mut self) -> LocalBoxFuture<'_, Result<Maintenance>> {
+        Box::pin(self.maintain_inner())
+    }
+
+    fn lease_expiry(&self, source: &SourceRef) -> Option<Instant> {
+        self.leases.get(&source.to_string()).map(|l| l.expires)
+    }
+
+    fn revoke_all(&mut self) -> LocalBoxFuture<'_, ()> {
+        Box::pin(self.revoke_inner())
+    }
+}

@@ -1,0 +1,856 @@
+//! End-to-end tests of `hush-sidecar`'s AWS Secrets Manager source against the real moto server
+//! (Secrets Manager and STS) and the real kube-apiserver. Each test runs the built binary as a
+//! process with a `HUSH_CONFIG` built from the typed `SidecarConfig` (the approach of
+//! `sidecar_vault.rs`: fixed `/hush/...` paths re-rooted with `HUSH_ROOT`, metrics on a loopback port
+//! from `HUSH_METRICS_ADDR`), and checks what a user relies on: files byte for byte, rotation with
+//! one notification, the last good file kept when a secret disappears, web identity through STS, and
+//! the number of API calls a refresh costs.
+//!
+//! A small loopback TCP proxy sits between the sidecar and moto where calls are counted: it reads
+//! the `x-amz-target` header of every request on the wire, so the counts do not depend on the
+//! sidecar's own bookkeeping.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_secretsmanager::primitives::Blob;
+use hush_sidecar::config::{
+    AwsSettings, FileSpec, Format, Mode, OnChange, OperatorSettings, SidecarConfig, SourceRef,
+    VaultAuth,
+};
+use hush_tests::cluster;
+use hush_tests::env::{TestEnv, unique_name};
+
+/// Generous upper bound for anything that should happen "soon"; tests never assert speed.
+const PATIENCE: Duration = Duration::from_secs(90);
+/// The refresh interval of these tests (the operator minimum is lowered to allow it).
+const REFRESH: Duration = Duration::from_secs(5);
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A test's moto client, names and sidecar root dir.
+struct Fixture {
+    env: TestEnv,
+    sm: Client,
+    prefix: String,
+    root: PathBuf,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let env = TestEnv::load();
+        let conf = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(env.aws_region.clone()))
+            .endpoint_url(&env.aws_endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        let root = std::env::temp_dir().join(unique_name("hush-aws-e2e"));
+        std::fs::create_dir_all(&root).unwrap();
+        Fixture {
+            sm: Client::new(&conf),
+            prefix: unique_name("aws"),
+            env,
+            root,
+        }
+    }
+
+    fn name(&self, n: &str) -> String {
+        format!("{}/{n}", self.prefix)
+    }
+
+    async fn create_string(&self, n: &str, value: &str) -> String {
+        self.sm
+            .create_secret()
+            .name(self.name(n))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateSecret {n}: {e:?}"))
+            .version_id
+            .expect("a version id")
+    }
+
+    async fn create_binary(&self, n: &str, value: &[u8]) {
+        self.sm
+            .create_secret()
+            .name(self.name(n))
+            .secret_binary(Blob::new(value.to_vec()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateSecret {n}: {e:?}"));
+    }
+
+    async fn put_string(&self, n: &str, value: &str) -> String {
+        self.sm
+            .put_secret_value()
+            .secret_id(self.name(n))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutSecretValue {n}: {e:?}"))
+            .version_id
+            .expect("a version id")
+    }
+
+    fn operator(&self, endpoint: &str) -> OperatorSettings {
+        OperatorSettings {
+            aws: Some(AwsSettings {
+                region: self.env.aws_region.clone(),
+                endpoint: Some(endpoint.to_string()),
+                audience: "sts.amazonaws.com".into(),
+            }),
+            min_refresh: REFRESH,
+            ..OperatorSettings::default()
+        }
+    }
+
+    fn config(&self, files: Vec<FileSpec>, endpoint: &str, on_change: OnChange) -> SidecarConfig {
+        let mut files = files;
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let cfg = SidecarConfig {
+            version: hush_sidecar::config::CONFIG_VERSION,
+            namespace: "default".into(),
+            mode: Mode::Sidecar,
+            role: None,
+            auth: VaultAuth::Kubernetes,
+            credentials_secret: None,
+            refresh: REFRESH,
+            on_change,
+            files,
+            containers: None,
+            mount_path: "/var/run/secrets/hush".into(),
+            aws_role_arn: None,
+            revoke_on_shutdown: true,
+            operator: self.operator(endpoint),
+        };
+        cfg.validate().expect("the test config is valid");
+        cfg
+    }
+
+    fn secrets(&self) -> PathBuf {
+        self.root.join("hush/secrets")
+    }
+
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.secrets().join(file)).ok()
+    }
+}
+
+fn file(name: &str, source: &str, format: Format) -> FileSpec {
+    FileSpec {
+        name: name.into(),
+        source: SourceRef::parse(source).unwrap_or_else(|e| panic!("{source}: {e}")),
+        format,
+        template: None,
+        mode: 0o444,
+    }
+}
+
+/// The environment of a sidecar that uses the SDK's default chain with moto's static test keys.
+/// No profile or IMDS can interfere: HOME is the test's root and IMDS is disabled.
+fn static_keys(fx: &Fixture) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+    ]
+    .into_iter()
+    .chain(isolated(fx))
+    .collect()
+}
+
+fn isolated(fx: &Fixture) -> Vec<(String, String)> {
+    vec![
+        ("HOME".into(), fx.root.display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        (
+            "AWS_CONFIG_FILE".into(),
+            fx.root.join("no-aws-config").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            fx.root.join("no-aws-credentials").display().to_string(),
+        ),
+    ]
+}
+
+/// The sidecar process; killed on drop if still running.
+struct Sidecar {
+    child: Child,
+    log: PathBuf,
+    metrics: SocketAddr,
+}
+
+impl Sidecar {
+    fn start(fx: &Fixture, cfg: &SidecarConfig, cmd: &str, env: &[(String, String)]) -> Sidecar {
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = fx.root.join(format!("{}.log", unique_name(cmd)));
+        let logf = std::fs::File::create(&log).unwrap();
+        let mut c = Command::new(sidecar_bin());
+        c.arg(cmd)
+            .env_clear()
+            .env("HUSH_CONFIG", cfg.to_json())
+            .env("HUSH_ROOT", &fx.root)
+            .env("HUSH_METRICS_ADDR", metrics.to_string())
+            .env("HUSH_LOG", "info,hush_sidecar=debug")
+            .stdout(Stdio::from(logf.try_clone().unwrap()))
+            .stderr(Stdio::from(logf));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .spawn()
+            .expect("start hush-sidecar (cargo build --workspace first)");
+        Sidecar {
+            child,
+            log,
+            metrics,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "hush-sidecar did not exit; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn started(&mut self, fx: &Fixture) {
+        let start = Instant::now();
+        loop {
+            if probe(fx) {
+                return;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!(
+                    "hush-sidecar exited with {st} before starting; logs:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "not started; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics")
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sidecar_bin() -> PathBuf {
+    // tests/ does not own the binary target, so find it next to this test executable.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("hush-sidecar");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+fn probe(fx: &Fixture) -> bool {
+    Command::new(sidecar_bin())
+        .arg("probe")
+        .env_clear()
+        .env("HUSH_ROOT", &fx.root)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of the first sample line that starts with `prefix` (full name and labels).
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A loopback HTTP listener that counts `POST /reload`.
+async fn notification_listener() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/reload",
+        listener.local_addr().unwrap().port()
+    );
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if got.starts_with(b"POST /reload ") {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, count)
+}
+
+/// A loopback TCP proxy in front of moto that records every Secrets Manager / STS operation sent
+/// through it (from the `x-amz-target` header, or `Action=` for STS's query protocol).
+struct CallLog {
+    addr: SocketAddr,
+    calls: Arc<Mutex<Vec<(SystemTime, String)>>>,
+}
+
+impl CallLog {
+    fn start(upstream: &str) -> CallLog {
+        let target: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("moto endpoint is http://<ip>:<port>");
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls: Arc<Mutex<Vec<(SystemTime, String)>>> = Arc::default();
+        let c = calls.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut down) = conn else { continue };
+                let Ok(mut up) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let (mut down2, mut up2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    let mut carry: Vec<u8> = Vec::new();
+                    loop {
+                        let n = match down.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        carry.extend_from_slice(&buf[..n]);
+                        record(&mut carry, &c);
+                        if up.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = up.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up2, &mut down2);
+                    let _ = down2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CallLog { addr, calls }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn count(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| o == op)
+            .count()
+    }
+
+    fn snapshot(&self) -> Vec<(SystemTime, String)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+/// Finds complete `x-amz-target: secretsmanager.<Op>\r\n` headers in `carry`, records them and
+/// drops the scanned bytes (keeping a tail that may hold a partial header).
+fn record(carry: &mut Vec<u8>, calls: &Mutex<Vec<(SystemTime, String)>>) {
+    const NEEDLE: &[u8] = b"x-amz-target: secretsmanager.";
+    let lower: Vec<u8> = carry.iter().map(u8::to_ascii_lowercase).collect();
+    let mut consumed = 0;
+    let mut i = 0;
+    while let Some(pos) = lower[i..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
+        let start = i + pos + NEEDLE.len();
+        let Some(end) = carry[start..].iter().position(|&b| b == b'\r') else {
+            break;
+        };
+        let op = String::from_utf8_lossy(&carry[start..start + end]).to_string();
+        calls.lock().unwrap().push((SystemTime::now(), op));
+        i = start + end;
+        consumed = i;
+    }
+    let keep_from = consumed.max(carry.len().saturating_sub(NEEDLE.len() + 64));
+    carry.drain(..keep_from);
+}
+
+#[tokio::test]
+async fn string_binary_and_json_secrets_become_files_byte_for_byte() {
+    let fx = Fixture::new().await;
+    let text = "line one\nüñíçødé \u{1F512}\r\ntrailing space \n";
+    let binary: Vec<u8> = (0..=255u8).chain([0, 0, 255, 10, 13]).collect();
+    let doc =
+        "{\n  \"username\": \"app\",\n  \"password\": \"p@ss\\\"w0rd\",\n  \"port\": 5432\n}\n";
+    fx.create_string("text", text).await;
+    fx.create_binary("binary", &binary).await;
+    fx.create_string("db", doc).await;
+    fx.create_string("doc", doc).await;
+    let v1 = fx.create_string("rotated", "version-one").await;
+    fx.put_string("rotated", "version-two").await;
+
+    let ep = fx.env.aws_endpoint.clone();
+    let cfg = fx.config(
+        vec![
+            file("text", &format!("aws:{}", fx.name("text")), Format::Raw),
+            file("binary", &format!("aws:{}", fx.name("binary")), Format::Raw),
+            file(
+                "db-password",
+                &format!("aws:{}#password", fx.name("db")),
+                Format::Raw,
+            ),
+            file(
+                "db-port",
+                &format!("aws:{}#port", fx.name("db")),
+                Format::Raw,
+            ),
+            file("db-env", &format!("aws:{}", fx.name("db")), Format::Env),
+            file("doc", &format!("aws:{}", fx.name("doc")), Format::Raw),
+            file(
+                "doc-user",
+                &format!("aws:{}#username", fx.name("doc")),
+                Format::Raw,
+            ),
+            file(
+                "current",
+                &format!("aws:{}", fx.name("rotated")),
+                Format::Raw,
+            ),
+            file(
+                "previous",
+                &format!("aws:{}?stage=AWSPREVIOUS", fx.name("rotated")),
+                Format::Raw,
+            ),
+            file(
+                "pinned",
+                &format!("aws:{}?version-id={v1}", fx.name("rotated")),
+                Format::Raw,
+            ),
+        ],
+        &ep,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "once", &static_keys(&fx));
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "once failed: {st}; logs:\n{}", sc.logs());
+
+    assert_eq!(fx.read("text").unwrap(), text.as_bytes());
+    assert_eq!(fx.read("binary").unwrap(), binary);
+    assert_eq!(fx.read("db-password").unwrap(), b"p@ss\"w0rd");
+    assert_eq!(fx.read("db-port").unwrap(), b"5432");
+    assert_eq!(
+        String::from_utf8(fx.read("db-env").unwrap()).unwrap(),
+        "password=p@ss\"w0rd\nport=5432\nusername=app\n"
+    );
+    assert_eq!(fx.read("current").unwrap(), b"version-two");
+    assert_eq!(fx.read("previous").unwrap(), b"version-one");
+    assert_eq!(fx.read("pinned").unwrap(), b"version-one");
+    // A raw file of a JSON secret is the document byte for byte, and #json-key still works on it.
+    assert_eq!(fx.read("doc").unwrap(), doc.as_bytes());
+    assert_eq!(fx.read("doc-user").unwrap(), b"app");
+    let logs = sc.logs();
+    for canary in ["p@ss", "version-one", "version-two", "trailing space"] {
+        assert!(
+            !logs.contains(canary),
+            "a value leaked into the logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rotation_updates_the_file_within_one_interval_with_one_notification() {
+    let fx = Fixture::new().await;
+    fx.create_string("rotating", "before-rotation").await;
+    fx.create_string("steady", "never-changes").await;
+    let calls = CallLog::start(&fx.env.aws_endpoint);
+    let (url, notified) = notification_listener().await;
+    let cfg = fx.config(
+        vec![
+            file(
+                "rotating",
+                &format!("aws:{}", fx.name("rotating")),
+                Format::Raw,
+            ),
+            file("steady", &format!("aws:{}", fx.name("steady")), Format::Raw),
+        ],
+        &calls.endpoint(),
+        OnChange::Http { url },
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
+    sc.started(&fx).await;
+    assert_eq!(fx.read("rotating").unwrap(), b"before-rotation");
+    assert_eq!(
+        notified.load(Ordering::SeqCst),
+        0,
+        "no notification for the first write"
+    );
+
+    // Let one unchanged cycle pass: it must not notify.
+    let b0 = calls.count("BatchGetSecretValue");
+    wait_for("an unchanged refresh cycle", || {
+        (calls.count("BatchGetSecretValue") > b0).then_some(())
+    })
+    .await;
+
+    // Rotation as moto allows it (RotateSecret needs a Lambda): a new AWSCURRENT version.
+    let checks_before_put = calls.count("BatchGetSecretValue");
+    fx.put_string("rotating", "after-rotation").await;
+    wait_for("the rotated value on disk", || {
+        (fx.read("rotating").as_deref() == Some(b"after-rotation".as_slice())).then_some(())
+    })
+    .await;
+    let written_at = std::fs::metadata(fx.secrets().join("rotating"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    // Wait for the next two checks, so any extra write or notification would have happened.
+    wait_for("two more refresh cycles", || {
+        (calls.count("BatchGetSecretValue") >= checks_before_put + 2).then_some(())
+    })
+    .await;
+    let checks: Vec<SystemTime> = calls
+        .snapshot()
+        .into_iter()
+        .filter(|(_, op)| op == "BatchGetSecretValue")
+        .map(|(t, _)| t)
+        .collect();
+    // Within one interval: the file was written before the second check after the put.
+    assert!(
+        written_at < checks[checks_before_put + 1],
+        "the rotated value was written only after a second refresh cycle"
+    );
+    assert_eq!(
+        notified.load(Ordering::SeqCst),
+        1,
+        "one rotation must give exactly one notification; logs:\n{}",
+        sc.logs()
+    );
+    assert_eq!(fx.read("steady").unwrap(), b"never-changes");
+    // The first fetch and the changed value both came with batch calls: no GetSecretValue.
+    assert_eq!(calls.count("GetSecretValue"), 0);
+    let m = sc.metrics_text();
+    assert_eq!(
+        metric(&m, r#"hush_sidecar_file_updates_total{file="rotating"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"hush_sidecar_file_updates_total{file="steady"}"#),
+        None,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_secret_keeps_the_last_good_file_and_reports_the_error() {
+    let fx = Fixture::new().await;
+    fx.create_string("gone", "last-good-gone").await;
+    fx.create_string("scheduled", "last-good-scheduled").await;
+    fx.create_string("kept", "still-here").await;
+    let cfg = fx.config(
+        vec![
+            file("gone", &format!("aws:{}", fx.name("gone")), Format::Raw),
+            file(
+                "scheduled",
+                &format!("aws:{}", fx.name("scheduled")),
+                Format::Raw,
+            ),
+            file("kept", &format!("aws:{}", fx.name("kept")), Format::Raw),
+        ],
+        &fx.env.aws_endpoint,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
+    sc.started(&fx).await;
+
+    fx.sm
+        .delete_secret()
+        .secret_id(fx.name("gone"))
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("ForceDeleteWithoutRecovery");
+    fx.sm
+        .delete_secret()
+        .secret_id(fx.name("scheduled"))
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .expect("scheduled deletion");
+
+    let text = wait_for("both errors in /metrics", || {
+        let m = sc.metrics_text();
+        let gone = metric(
+            &m,
+            r#"hush_sidecar_errors_total{source="aws",file="gone",class="permanent"}"#,
+        );
+        let sched = metric(
+            &m,
+            r#"hush_sidecar_errors_total{source="aws",file="scheduled",class="permanent"}"#,
+        );
+        (gone.is_some_and(|v| v >= 1.0) && sched.is_some_and(|v| v >= 1.0)).then_some(m)
+    })
+    .await;
+    assert_eq!(metric(&text, "hush_sidecar_healthy "), Some(0.0), "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"hush_sidecar_errors_total{source="aws",file="kept""#
+        ),
+        None,
+        "{text}"
+    );
+    assert_eq!(fx.read("gone").unwrap(), b"last-good-gone");
+    assert_eq!(fx.read("scheduled").unwrap(), b"last-good-scheduled");
+    assert_eq!(fx.read("kept").unwrap(), b"still-here");
+    let logs = sc.logs();
+    assert!(
+        logs.contains("ResourceNotFoundException") && logs.contains(&fx.name("gone")),
+        "the log names the missing secret:\n{logs}"
+    );
+    assert!(
+        logs.contains("scheduled for deletion") && logs.contains(&fx.name("scheduled")),
+        "the log reports the scheduled deletion:\n{logs}"
+    );
+    assert!(
+        !logs.contains("last-good"),
+        "a value leaked into the logs:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn web_identity_assumes_the_role_at_sts_with_a_projected_token() {
+    let fx = Fixture::new().await;
+    fx.create_string("irsa", "via-web-identity").await;
+    // A real projected-style token for the STS audience, minted by the real kube-apiserver.
+    // moto's AssumeRoleWithWebIdentity accepts any token, so this proves the wiring (token file,
+    // role, endpoint override reaching STS), not IAM's trust policy.
+    let client = cluster::client(&fx.env).await;
+    let ns = cluster::namespace(&client, "aws-irsa", false).await;
+    cluster::service_account(&client, &ns, "app").await;
+    let jwt = cluster::token(&client, &ns, "app", "sts.amazonaws.com", 3600).await;
+    let token_file = fx.root.join("hush/aws-token/token");
+    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
+    std::fs::write(&token_file, &jwt).unwrap();
+
+    let role = "arn:aws:iam::123456789012:role/hush-e2e-irsa";
+    let session = unique_name("hush-irsa").replace('-', "_");
+    let mut cfg = fx.config(
+        vec![file(
+            "irsa",
+            &format!("aws:{}", fx.name("irsa")),
+            Format::Raw,
+        )],
+        &fx.env.aws_endpoint,
+        OnChange::None,
+    );
+    cfg.aws_role_arn = Some(role.to_string());
+    cfg.validate().unwrap();
+    // No static keys anywhere: the only way to sign the Secrets Manager call is the web identity.
+    let mut env = isolated(&fx);
+    env.push((
+        "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+        token_file.display().to_string(),
+    ));
+    env.push(("AWS_ROLE_ARN".into(), role.into()));
+    env.push(("AWS_ROLE_SESSION_NAME".into(), session.clone()));
+    let mut sc = Sidecar::start(&fx, &cfg, "once", &env);
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "once failed: {st}; logs:\n{}", sc.logs());
+    assert_eq!(fx.read("irsa").unwrap(), b"via-web-identity");
+
+    // moto's STS recorded the assumed role with our session name: the call went to the endpoint
+    // override, not to sts.amazonaws.com.
+    let data = http_get(
+        fx.env
+            .aws_endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap(),
+        "/moto-api/data.json",
+    );
+    let body = data.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(
+        body.contains(&format!("assumed-role/hush-e2e-irsa/{session}")),
+        "moto's STS has no session {session}; logs:\n{}",
+        sc.logs()
+    );
+    assert!(!sc.logs().contains(&jwt), "the token leaked into the logs");
+}
+
+#[tokio::test]
+async fn a_refresh_of_25_unchanged_secrets_costs_at_most_2_calls() {
+    let fx = Fixture::new().await;
+    let mut files = Vec::new();
+    for i in 0..25 {
+        let n = format!("s{i:02}");
+        fx.create_string(&n, &format!("value-{i}")).await;
+        files.push(file(&n, &format!("aws:{}", fx.name(&n)), Format::Raw));
+    }
+    let calls = CallLog::start(&fx.env.aws_endpoint);
+    let cfg = fx.config(files, &calls.endpoint(), OnChange::None);
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
+    sc.started(&fx).await;
+    let start = calls.snapshot().len();
+    let first = calls.count("BatchGetSecretValue");
+    assert_eq!(
+        first, 2,
+        "the first fetch reads 25 secrets in ⌈25/20⌉ = 2 calls"
+    );
+    assert_eq!(calls.count("GetSecretValue"), 0);
+
+    // Three refresh cycles.
+    wait_for("three refresh cycles", || {
+        (calls.count("BatchGetSecretValue") >= first + 6).then_some(())
+    })
+    .await;
+    // The last group may still be in progress, so only complete cycles are checked below.
+    let seen = calls.snapshot();
+    let after: Vec<(SystemTime, String)> = seen[start..].to_vec();
+    // Group calls into cycles: calls of one cycle are back to back, cycles are REFRESH apart.
+    let mut cycles: Vec<Vec<String>> = Vec::new();
+    let mut last: Option<SystemTime> = None;
+    for (t, op) in after {
+        let gap = last.map(|l| t.duration_since(l).unwrap_or_default());
+        if gap.is_none_or(|g| g > REFRESH / 2) {
+            cycles.push(Vec::new());
+        }
+        cycles.last_mut().unwrap().push(op);
+        last = Some(t);
+    }
+    assert!(cycles.len() >= 3, "{cycles:?}");
+    for c in &cycles[..cycles.len() - 1] {
+        assert_eq!(
+            c,
+            &["BatchGetSecretValue", "BatchGetSecretValue"],
+            "an unchanged cycle of 25 secrets is ⌈25/20⌉ = 2 calls"
+        );
+    }
+    assert_eq!(
+        calls.count("GetSecretValue"),
+        0,
+        "nothing was fetched again"
+    );
+    assert_eq!(calls.count("DescribeSecret"), 0);
+}
+
+#[tokio::test]
+async fn aws_api_calls_are_counted_in_metrics() {
+    let fx = Fixture::new().await;
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let n = format!("m{i}");
+        fx.create_string(&n, &format!("value-{i}")).await;
+        files.push(file(&n, &format!("aws:{}", fx.name(&n)), Format::Raw));
+    }
+    let calls = CallLog::start(&fx.env.aws_endpoint);
+    let cfg = fx.config(files, &calls.endpoint(), OnChange::None);
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
+    sc.started(&fx).await;
+    wait_for("one refresh cycle", || {
+        (calls.count("BatchGetSecretValue") >= 2).then_some(())
+    })
+    .await;
+    // The sidecar's own counter, as exported on /metrics, agrees with the wire: one batch for the
+    // first fetch, one per cycle, and no single reads.
+    let m = wait_for("two batch calls in /metrics", || {
+        let m = sc.metrics_text();
+        metric(
+            &m,
+            r#"hush_sidecar_aws_api_calls_total{operation="BatchGetSecretValue"}"#,
+        )
+        .is_some_and(|v| v >= 2.0)
+        .then_some(m)
+    })
+    .await;
+    assert_eq!(calls.count("GetSecretValue"), 0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"hush_sidecar_aws_api_calls_total{operation="GetSecretValue"}"#
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "{m}"
+    );
+}

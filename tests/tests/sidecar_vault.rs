@@ -1,0 +1,947 @@
+//! End-to-end tests of `hush-sidecar` against the real OpenBao (TLS), PostgreSQL and kube-apiserver.
+//! Each test runs the built binary as a process with a `HUSH_CONFIG` built from the typed
+//! `SidecarConfig`, logs in with Vault's kubernetes auth using a TokenRequest token minted by the
+//! real apiserver, and checks what a user relies on: the files, their modes, notifications, leases
+//! in PostgreSQL, behaviour during an outage, and that a canary value never leaks.
+//!
+//! The sidecar's fixed `/hush/...` paths are re-rooted under a temp dir with `HUSH_ROOT`, and its
+//! metrics listen on a loopback port chosen by the test (`HUSH_METRICS_ADDR`).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hush_sidecar::config::{
+    FileSpec, Format, Mode, OnChange, OperatorSettings, SidecarConfig, SourceRef, VaultAuth,
+    VaultSettings,
+};
+use hush_tests::cluster;
+use hush_tests::env::{TestEnv, unique_name};
+
+/// Generous upper bound for anything that should happen "soon"; tests never assert speed.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn bao(env: &TestEnv) -> Command {
+    let mut c = Command::new(&env.bao_bin);
+    c.env("VAULT_ADDR", &env.vault_addr)
+        .env("VAULT_CACERT", &env.vault_cacert)
+        .env("VAULT_TOKEN", &env.vault_token)
+        .env_remove("VAULT_SKIP_VERIFY");
+    c
+}
+
+fn bao_ok(env: &TestEnv, args: &[&str]) -> String {
+    let out = bao(env).args(args).output().expect("run bao");
+    assert!(
+        out.status.success(),
+        "bao {:?} failed: {}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn bao_stdin(env: &TestEnv, args: &[&str], stdin: &str) {
+    let mut child = bao(env)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bao");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "bao {:?}: {}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A namespace, ServiceAccount, Vault policy and kubernetes-auth role, and a sidecar root dir
+/// holding a TokenRequest token for the `vault` audience.
+struct Fixture {
+    env: TestEnv,
+    ns: String,
+    role: String,
+    root: PathBuf,
+    /// KV prefix owned by this test: `secret/<prefix>/...`.
+    prefix: String,
+    jwt: String,
+}
+
+impl Fixture {
+    async fn new(extra_policy: &str) -> Fixture {
+        let env = TestEnv::load();
+        let client = cluster::client(&env).await;
+        let ns = cluster::namespace(&client, "sidecar", false).await;
+        cluster::service_account(&client, &ns, "app").await;
+        let role = unique_name("sc");
+        let prefix = unique_name("kv");
+        let policy = format!(
+            r#"path "secret/data/{prefix}/*" {{ capabilities = ["read"] }}
+path "secret/metadata/{prefix}/*" {{ capabilities = ["read"] }}
+path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
+{extra_policy}"#
+        );
+        bao_stdin(&env, &["policy", "write", &role, "-"], &policy);
+        bao_ok(
+            &env,
+            &[
+                "write",
+                &format!("auth/kubernetes/role/{role}"),
+                "bound_service_account_names=app",
+                &format!("bound_service_account_namespaces={ns}"),
+                &format!("policies={role}"),
+                "audience=vault",
+                "token_ttl=1h",
+            ],
+        );
+        let jwt = cluster::token(&client, &ns, "app", "vault", 3600).await;
+        let root = std::env::temp_dir().join(unique_name("hush-sidecar-e2e"));
+        let token_dir = root.join("hush/token");
+        std::fs::create_dir_all(&token_dir).unwrap();
+        std::fs::write(token_dir.join("token"), &jwt).unwrap();
+        Fixture {
+            env,
+            ns,
+            role,
+            root,
+            prefix,
+            jwt,
+        }
+    }
+
+    fn kv_path(&self, name: &str) -> String {
+        format!("secret/{}/{name}", self.prefix)
+    }
+
+    fn put(&self, name: &str, kv: &[(&str, &str)]) {
+        let mut args = vec!["kv".to_string(), "put".to_string(), self.kv_path(name)];
+        args.extend(kv.iter().map(|(k, v)| format!("{k}={v}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        bao_ok(&self.env, &args);
+    }
+
+    fn operator(&self, vault_addr: &str) -> OperatorSettings {
+        OperatorSettings {
+            vault: Some(VaultSettings {
+                addr: vault_addr.to_string(),
+                ca_pem: Some(self.env.vault_ca_pem()),
+                auth_mount: "kubernetes".into(),
+                approle_mount: "approle".into(),
+                audience: "vault".into(),
+                tls_skip_verify: false,
+            }),
+            min_refresh: Duration::from_secs(5),
+            ..OperatorSettings::default()
+        }
+    }
+
+    fn config(
+        &self,
+        files: Vec<FileSpec>,
+        refresh_secs: u64,
+        on_change: OnChange,
+    ) -> SidecarConfig {
+        SidecarConfig {
+            version: hush_sidecar::config::CONFIG_VERSION,
+            namespace: self.ns.clone(),
+            mode: Mode::Sidecar,
+            role: Some(self.role.clone()),
+            auth: VaultAuth::Kubernetes,
+            credentials_secret: None,
+            refresh: Duration::from_secs(refresh_secs),
+            on_change,
+            files,
+            containers: None,
+            mount_path: "/var/run/secrets/hush".into(),
+            aws_role_arn: None,
+            revoke_on_shutdown: true,
+            operator: self.operator(&self.env.vault_addr),
+        }
+    }
+
+    fn secrets(&self) -> PathBuf {
+        self.root.join("hush/secrets")
+    }
+
+    fn read(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(self.secrets().join(file)).ok()
+    }
+}
+
+fn file(name: &str, source: &str, mode: u32) -> FileSpec {
+    FileSpec {
+        name: name.into(),
+        source: SourceRef::parse(source).unwrap(),
+        format: Format::Raw,
+        template: None,
+        mode,
+    }
+}
+
+/// The sidecar process; killed on drop if still running.
+struct Sidecar {
+    child: Child,
+    log: PathBuf,
+    metrics: SocketAddr,
+}
+
+impl Sidecar {
+    fn start(fx: &Fixture, cfg: &SidecarConfig, cmd: &str, extra_env: &[(&str, &str)]) -> Sidecar {
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = fx.root.join(format!("{}.log", unique_name(cmd)));
+        let logf = std::fs::File::create(&log).unwrap();
+        let mut c = Command::new(sidecar_bin());
+        c.arg(cmd)
+            .env_clear()
+            .env("HUSH_CONFIG", cfg.to_json())
+            .env("HUSH_ROOT", &fx.root)
+            .env("HUSH_METRICS_ADDR", metrics.to_string())
+            .stdout(Stdio::from(logf.try_clone().unwrap()))
+            .stderr(Stdio::from(logf));
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        let child = c
+            .spawn()
+            .expect("start hush-sidecar (cargo build --workspace first)");
+        Sidecar {
+            child,
+            log,
+            metrics,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "hush-sidecar did not exit; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn started(&mut self, fx: &Fixture) {
+        let start = Instant::now();
+        loop {
+            if probe(fx) {
+                return;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!(
+                    "hush-sidecar exited with {st} before starting; logs:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "not started; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics")
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sidecar_bin() -> PathBuf {
+    // tests/ does not own the binary target, so find it next to this test executable.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("hush-sidecar");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+fn probe(fx: &Fixture) -> bool {
+    Command::new(sidecar_bin())
+        .arg("probe")
+        .env_clear()
+        .env("HUSH_ROOT", &fx.root)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of one sample line in a Prometheus exposition, matched by its full name and labels.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A loopback HTTP listener that counts POSTs.
+async fn notification_listener() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/reload",
+        listener.local_addr().unwrap().port()
+    );
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if got.starts_with(b"POST /reload ") {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test]
+async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notification() {
+    let fx = Fixture::new("").await;
+    fx.put("app", &[("password", "first-pass"), ("user", "alice")]);
+    let (url, count) = notification_listener().await;
+    let cfg = fx.config(
+        vec![
+            file(
+                "password",
+                &format!("vault:{}#password", fx.kv_path("app")),
+                0o444,
+            ),
+            file("user", &format!("vault:{}#user", fx.kv_path("app")), 0o400),
+        ],
+        5,
+        OnChange::Http { url },
+    );
+    assert!(!probe(&fx), "the probe must fail before the first fetch");
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+
+    assert_eq!(fx.read("password").as_deref(), Some("first-pass"));
+    assert_eq!(fx.read("user").as_deref(), Some("alice"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |f: &str| {
+        std::fs::metadata(fx.secrets().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("password"), 0o444);
+    assert_eq!(mode("user"), 0o400);
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "no notification for the first write"
+    );
+
+    fx.put("app", &[("password", "second-pass"), ("user", "alice")]);
+    let put_at = Instant::now();
+    wait_for("the new version on disk", || {
+        (fx.read("password").as_deref() == Some("second-pass")).then_some(())
+    })
+    .await;
+    let took = put_at.elapsed();
+    assert!(
+        took < Duration::from_secs(5 + 5),
+        "updated after {took:?}, more than one 5 s interval (plus slack)"
+    );
+    wait_for("the notification", || {
+        (count.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    // Two more unchanged refresh cycles: still exactly one notification.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "exactly one notification per update"
+    );
+    let m = sc.metrics_text();
+    assert_eq!(metric(&m, "hush_sidecar_updates_total "), Some(2.0), "{m}");
+    assert!(
+        metric(
+            &m,
+            r#"hush_sidecar_fetches_total{source="vault",file="password"}"#
+        )
+        .is_some_and(|v| v >= 2.0),
+        "{m}"
+    );
+
+    sc.signal("TERM");
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "exit status {st}; logs:\n{}", sc.logs());
+    assert_eq!(fx.read("password").as_deref(), Some("second-pass"));
+}
+
+fn pg_parts(env: &TestEnv) -> (String, String, String) {
+    // postgres://user:password@host:port/db
+    let rest = env.pg_dsn.strip_prefix("postgres://").unwrap();
+    let (cred, _) = rest.split_once('@').unwrap();
+    let (user, pass) = cred.split_once(':').unwrap();
+    let (host, port) = env.pg_hostport.split_once(':').unwrap();
+    let _ = user;
+    (pass.to_string(), host.to_string(), port.to_string())
+}
+
+fn psql(env: &TestEnv, user: &str, pass: &str, sql: &str) -> Result<String, String> {
+    let (_, host, port) = pg_parts(env);
+    let out = Command::new("psql")
+        .args([
+            "-h", &host, "-p", &port, "-U", user, "-d", "postgres", "-tAc", sql,
+        ])
+        .env("PGPASSWORD", pass)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql (Debian postgresql-client) must be installed");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// A database connection to the test PostgreSQL and a role issuing credentials for it.
+fn configure_db_role(fx: &Fixture, db_role: &str, default_ttl: &str, max_ttl: &str) {
+    let env = &fx.env;
+    let (pg_pass, host, port) = pg_parts(env);
+    let conn = unique_name("pg");
+    bao_ok(
+        env,
+        &[
+            "write",
+            &format!("database/config/{conn}"),
+            "plugin_name=postgresql-database-plugin",
+            &format!(
+                "connection_url=postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/postgres?sslmode=disable"
+            ),
+            "username=postgres",
+            &format!("password={pg_pass}"),
+            &format!("allowed_roles={db_role}"),
+        ],
+    );
+    bao_ok(
+        env,
+        &[
+            "write",
+            &format!("database/roles/{db_role}"),
+            &format!("db_name={conn}"),
+            "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+            &format!("default_ttl={default_ttl}"),
+            &format!("max_ttl={max_ttl}"),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
+    let db_role = unique_name("dbm");
+    let fx = Fixture::new(&format!(
+        r#"path "database/creds/{db_role}" {{ capabilities = ["read"] }}"#
+    ))
+    .await;
+    // Renewable, but only to 24 s in total: the sidecar must fetch new credentials before then.
+    configure_db_role(&fx, &db_role, "12s", "24s");
+    let (url, count) = notification_listener().await;
+    let src = format!("vault:database/creds/{db_role}");
+    let cfg = fx.config(
+        vec![
+            file("db-password", &format!("{src}#password"), 0o400),
+            file("db-user", &format!("{src}#username"), 0o400),
+        ],
+        600,
+        OnChange::Http { url },
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+    let first_user = fx.read("db-user").unwrap();
+    let fetched_at = Instant::now();
+    let (user, pass) = wait_for("new credentials before max_ttl", || {
+        let u = fx.read("db-user")?;
+        (u != first_user).then(|| (u, fx.read("db-password").unwrap()))
+    })
+    .await;
+    assert!(
+        fetched_at.elapsed() < Duration::from_secs(24),
+        "replaced after the old lease had already expired"
+    );
+    assert!(count.load(Ordering::SeqCst) >= 1, "the app was notified");
+    assert_eq!(psql(&fx.env, &user, &pass, "select 1").unwrap(), "1");
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
+}
+
+#[tokio::test]
+async fn dynamic_database_credentials_connect_are_renewed_and_revoked_on_sigterm() {
+    let db_role = unique_name("dbr");
+    let fx = Fixture::new(&format!(
+        r#"path "database/creds/{db_role}" {{ capabilities = ["read"] }}"#
+    ))
+    .await;
+    let env = &fx.env;
+    configure_db_role(&fx, &db_role, "15s", "10m");
+    let src = format!("vault:database/creds/{db_role}");
+    let cfg = fx.config(
+        vec![
+            file("db-password", &format!("{src}#password"), 0o400),
+            file("db-user", &format!("{src}#username"), 0o400),
+        ],
+        30,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+    let user = fx.read("db-user").unwrap();
+    let pass = fx.read("db-password").unwrap();
+    assert!(!user.is_empty() && !pass.is_empty());
+    assert_eq!(psql(env, &user, &pass, "select 1").unwrap(), "1");
+
+    // The 15 s lease is renewed (at about 10 s): wait for two renewals, then log in again after
+    // the original lease would have ended.
+    wait_for("two lease renewals", || {
+        metric(&sc.metrics_text(), "hush_sidecar_lease_renewals_total ").filter(|v| *v >= 2.0)
+    })
+    .await;
+    assert_eq!(
+        fx.read("db-user").as_deref(),
+        Some(user.as_str()),
+        "renewal keeps the same credentials"
+    );
+    assert_eq!(
+        psql(env, &user, &pass, "select 1").unwrap(),
+        "1",
+        "the credentials still work after the first lease period"
+    );
+    let m = sc.metrics_text();
+    assert!(
+        metric(
+            &m,
+            r#"hush_sidecar_lease_ttl_remaining_seconds{file="db-user"}"#
+        )
+        .is_some_and(|v| v > 0.0),
+        "{m}"
+    );
+
+    sc.signal("TERM");
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "exit status {st}; logs:\n{}", sc.logs());
+    let (pg_pass, _, _) = pg_parts(env);
+    let left = psql(
+        env,
+        "postgres",
+        &pg_pass,
+        &format!("select count(*) from pg_roles where rolname = '{user}'"),
+    )
+    .unwrap();
+    assert_eq!(left, "0", "the role is revoked in PostgreSQL after SIGTERM");
+}
+
+/// A loopback TCP proxy to OpenBao that the test can cut off and restore.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Proxy {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let up2 = up.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let up3 = up2.clone();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let up4 = up3.clone();
+                    std::thread::spawn(move || {
+                        from.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            if !up4.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+fn vault_socket(env: &TestEnv) -> SocketAddr {
+    let hostport = env
+        .vault_addr
+        .strip_prefix("https://")
+        .unwrap()
+        .trim_end_matches('/');
+    hostport.parse().expect("VAULT_ADDR is https://<ip>:<port>")
+}
+
+#[tokio::test]
+async fn an_outage_keeps_the_files_shows_errors_and_recovers() {
+    let fx = Fixture::new("").await;
+    fx.put("svc", &[("token", "before-outage")]);
+    let proxy = Proxy::start(vault_socket(&fx.env));
+    let mut cfg = fx.config(
+        vec![file(
+            "token",
+            &format!("vault:{}#token", fx.kv_path("svc")),
+            0o444,
+        )],
+        5,
+        OnChange::None,
+    );
+    cfg.operator = fx.operator(&format!("https://{}", proxy.addr));
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+    assert_eq!(fx.read("token").as_deref(), Some("before-outage"));
+
+    proxy.set_up(false);
+    fx.put("svc", &[("token", "during-outage")]);
+    sc.signal("HUP");
+    let errors = r#"hush_sidecar_errors_total{source="vault",file="token",class="transient"}"#;
+    wait_for("a transient error in /metrics", || {
+        metric(&sc.metrics_text(), errors).filter(|v| *v >= 1.0)
+    })
+    .await;
+    let m = sc.metrics_text();
+    assert_eq!(metric(&m, "hush_sidecar_healthy "), Some(0.0), "{m}");
+    assert_eq!(
+        fx.read("token").as_deref(),
+        Some("before-outage"),
+        "the last good file stays during the outage"
+    );
+
+    proxy.set_up(true);
+    wait_for("recovery after the outage", || {
+        (fx.read("token").as_deref() == Some("during-outage")).then_some(())
+    })
+    .await;
+    wait_for("healthy again", || {
+        metric(&sc.metrics_text(), "hush_sidecar_healthy ").filter(|v| *v == 1.0)
+    })
+    .await;
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
+}
+
+#[tokio::test]
+async fn a_reader_never_sees_a_mixed_set_during_100_rotations() {
+    let fx = Fixture::new("").await;
+    // Two files from the same secret; each rotation writes the generation into both, padded so a
+    // partial write would show as a short file.
+    let pad = "x".repeat(16 * 1024);
+    let value = |g: usize| format!("{g:06}-{pad}");
+    fx.put("pair", &[("a", &value(0)), ("b", &value(0))]);
+    let (url, count) = notification_listener().await;
+    let cfg = fx.config(
+        vec![
+            file("a", &format!("vault:{}#a", fx.kv_path("pair")), 0o444),
+            file("b", &format!("vault:{}#b", fx.kv_path("pair")), 0o444),
+        ],
+        600,
+        OnChange::Http { url },
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let secrets = fx.secrets();
+    let expected_len = value(0).len();
+    let stop2 = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let mut reads = 0usize;
+        let mut seen = std::collections::BTreeSet::new();
+        while !stop2.load(Ordering::SeqCst) {
+            // Resolve ..data once, then read both files from that one version, as an app that
+            // follows the AtomicWriter contract does.
+            let Ok(target) = std::fs::read_link(secrets.join("..data")) else {
+                continue;
+            };
+            let dir = secrets.join(target);
+            let (Ok(a), Ok(b)) = (
+                std::fs::read_to_string(dir.join("a")),
+                std::fs::read_to_string(dir.join("b")),
+            ) else {
+                // The old version was removed after the swap: read again.
+                continue;
+            };
+            assert_eq!(a.len(), expected_len, "partial file a");
+            assert_eq!(b.len(), expected_len, "partial file b");
+            assert_eq!(a[..6], b[..6], "mixed set: a and b from different versions");
+            // The per-file symlinks always resolve to a complete file too.
+            if let Ok(x) = std::fs::read_to_string(secrets.join("a")) {
+                assert_eq!(x.len(), expected_len, "partial file through the symlink");
+            }
+            seen.insert(a[..6].to_string());
+            reads += 1;
+        }
+        (reads, seen.len())
+    });
+
+    for g in 1..=100 {
+        fx.put("pair", &[("a", &value(g)), ("b", &value(g))]);
+        sc.signal("HUP");
+        wait_for("rotation", || {
+            (count.load(Ordering::SeqCst) >= g).then_some(())
+        })
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (reads, versions) = reader.join().expect("reader saw a mixed or partial set");
+    assert!(reads > 100, "the reader ran ({reads} reads)");
+    assert!(versions > 10, "the reader saw many versions ({versions})");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        100,
+        "one notification per rotation"
+    );
+    assert_eq!(fx.read("a").unwrap()[..6], *"000100");
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success());
+}
+
+#[tokio::test]
+async fn a_secret_deleted_upstream_keeps_the_last_good_file_and_reports_the_error() {
+    let fx = Fixture::new("").await;
+    fx.put("gone", &[("key", "last-good")]);
+    let cfg = fx.config(
+        vec![file(
+            "key",
+            &format!("vault:{}#key", fx.kv_path("gone")),
+            0o444,
+        )],
+        5,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+    bao_ok(&fx.env, &["kv", "metadata", "delete", &fx.kv_path("gone")]);
+    sc.signal("HUP");
+    let errors = r#"hush_sidecar_errors_total{source="vault",file="key",class="permanent"}"#;
+    wait_for("a permanent error in /metrics", || {
+        metric(&sc.metrics_text(), errors).filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert_eq!(fx.read("key").as_deref(), Some("last-good"));
+    let logs = sc.logs();
+    assert!(logs.contains("404"), "the log names the failure:\n{logs}");
+    assert!(!logs.contains("last-good"));
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success());
+}
+
+#[tokio::test]
+async fn once_writes_and_exits_and_fails_clearly_when_vault_is_down() {
+    let fx = Fixture::new("").await;
+    fx.put("init", &[("v", "init-value")]);
+    let cfg = fx.config(
+        vec![file("v", &format!("vault:{}#v", fx.kv_path("init")), 0o444)],
+        5,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "once", &[]);
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "logs:\n{}", sc.logs());
+    assert_eq!(fx.read("v").as_deref(), Some("init-value"));
+
+    // Nothing listens on this port: every attempt fails until the deadline.
+    let mut down = cfg.clone();
+    down.operator = fx.operator(&format!("https://127.0.0.1:{}", free_port()));
+    down.operator.fetch_deadline = Duration::from_secs(3);
+    let mut sc = Sidecar::start(&fx, &down, "once", &[]);
+    let st = sc.wait_exit().await;
+    assert!(!st.success(), "once must fail when Vault is down");
+    let logs = sc.logs();
+    assert!(
+        logs.contains("did not finish within 3 seconds") && logs.contains("last error"),
+        "a clear message:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_canary_never_appears_in_logs_metrics_or_proc() {
+    let fx = Fixture::new("").await;
+    let canary = format!("CANARY-{}", unique_name("c"));
+    fx.put("canary", &[("value", &canary), ("other", "x")]);
+    let (url, _count) = notification_listener().await;
+    let cfg = fx.config(
+        vec![
+            file(
+                "canary",
+                &format!("vault:{}#value", fx.kv_path("canary")),
+                0o444,
+            ),
+            FileSpec {
+                name: "canary.json".into(),
+                source: SourceRef::parse(&format!("vault:{}", fx.kv_path("canary"))).unwrap(),
+                format: Format::Json,
+                template: None,
+                mode: 0o444,
+            },
+        ],
+        5,
+        OnChange::Http { url },
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[("HUSH_LOG", "trace")]);
+    sc.started(&fx).await;
+    assert_eq!(fx.read("canary").as_deref(), Some(canary.as_str()));
+    // A rotation at trace level, then an error with the canary's field name in play.
+    let canary2 = format!("{canary}-2");
+    fx.put("canary", &[("value", &canary2), ("other", "x")]);
+    sc.signal("HUP");
+    wait_for("rotation", || {
+        (fx.read("canary").as_deref() == Some(canary2.as_str())).then_some(())
+    })
+    .await;
+    let metrics = sc.metrics_text();
+    let environ = std::fs::read(format!("/proc/{}/environ", sc.pid())).unwrap_or_default();
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success());
+    let logs = sc.logs();
+    assert!(logs.contains("TRACE"), "the sidecar ran at trace level");
+    for (what, text) in [
+        ("logs", logs.as_bytes()),
+        ("metrics", metrics.as_bytes()),
+        ("/proc/<pid>/environ", environ.as_slice()),
+    ] {
+        let s = String::from_utf8_lossy(text);
+        assert!(!s.contains("CANARY-"), "the canary leaked into {what}");
+        assert!(
+            !s.contains(&fx.jwt),
+            "the service-account token leaked into {what}"
+        );
+        assert!(
+            !s.to_ascii_lowercase().contains("x-vault-token"),
+            "request headers (the Vault token) leaked into {what}"
+        );
+    }
+}
