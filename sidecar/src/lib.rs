@@ -17,6 +17,7 @@ pub mod output;
 pub mod provider;
 pub mod refresh;
 pub mod runtime;
+pub mod sealed;
 pub mod secret;
 pub mod source;
 pub mod vault;

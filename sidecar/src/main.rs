@@ -60,7 +60,10 @@ fn main() -> ExitCode {
     if let Command::Probe = cli.command {
         return ExitCode::from(u8::try_from(runtime::probe(&env)).unwrap_or(1));
     }
-    init_tracing(cli.log_json, &cli.log);
+    let logs = !matches!(cli.command, Command::CheckConfig);
+    if logs {
+        init_tracing(cli.log_json, &cli.log);
+    }
     let res = match cli.command {
         Command::Run => runtime::run(&env),
         Command::Once => runtime::once(&env),
@@ -77,7 +80,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let report = anyhow::Error::new(e);
-            tracing::error!(error = format!("{report:#}"), "hush-sidecar failed");
+            if logs {
+                tracing::error!(error = format!("{report:#}"), "hush-sidecar failed");
+            }
+            // Also plain on stderr: it is what `kubectl logs` and a terminated container's
+            // message show first.
             eprintln!("hush-sidecar: {report:#}");
             ExitCode::FAILURE
         }

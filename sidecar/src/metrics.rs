@@ -37,6 +37,7 @@ pub struct Metrics {
     lease_renewals: Counter,
     token_renewals: Counter,
     healthy: Gauge,
+    cycles: Counter,
 }
 
 impl Default for Metrics {
@@ -99,6 +100,12 @@ impl Metrics {
             "1 when the last refresh had no error, else 0",
             healthy.clone(),
         );
+        let cycles = Counter::default();
+        r.register(
+            "refresh_cycles",
+            "Refresh cycles run (cheap checks plus fetches of what changed)",
+            cycles.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             fetches,
@@ -110,7 +117,13 @@ impl Metrics {
             lease_renewals,
             token_renewals,
             healthy,
+            cycles,
         }
+    }
+
+    /// One refresh cycle ran.
+    pub fn cycle(&self) {
+        self.cycles.inc();
     }
 
     fn labels(kind: &str, file: &str) -> Labels {

@@ -11,6 +11,7 @@
 //! exactly as given; there is no chown (the sidecar has no capabilities). Errors name the file and
 //! the operation, never the content. An unchanged set is detected by comparing with what is on
 //! disk, so a refresh that changes nothing writes nothing and reports [`WriteOutcome::Unchanged`].
+//! There is one writer per volume (the sidecar); readers need no locking.
 
 use std::collections::BTreeSet;
 use std::ffi::CStr;

@@ -213,11 +213,7 @@ pub fn build(kind: SourceKind, cfg: &SidecarConfig, paths: &Paths) -> Result<Box
             cfg,
             &crate::runtime::ProcessEnv,
         )?)),
-        other => Err(Error::store(
-            other.as_str(),
-            ErrorClass::Permanent,
-            "this source kind is not available in this build of hush-sidecar",
-        )),
+        SourceKind::Sealed => Ok(Box::new(crate::sealed::SealedProvider::new(cfg, paths)?)),
     }
 }
 

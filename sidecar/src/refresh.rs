@@ -22,6 +22,9 @@ use crate::provider::{self, Check, FetchKey, Provider, Version};
 use crate::runtime::Paths;
 use crate::secret::SecretValue;
 
+/// Longest wait between attempts of the first fetch.
+const INITIAL_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
 /// One rendered file, ready to be written.
 pub struct Rendered {
     /// File name inside the volume.
@@ -151,11 +154,19 @@ impl Engine {
     /// trying every key.
     async fn fetch_keys(&mut self, keys: Vec<FetchKey>) -> Result<()> {
         let mut first: Option<Error> = None;
+        // A store that failed transiently (down, unreachable) is not asked again in this round:
+        // its other secrets are reported with the same error instead of N more failing requests.
+        let mut down: BTreeMap<SourceKind, String> = BTreeMap::new();
         for key in keys {
             let Some(state) = self.keys.get(&key) else {
                 continue;
             };
             let (kind, source) = (state.kind, state.source.clone());
+            if let Some(reason) = down.get(&kind) {
+                let e = Error::store(kind.as_str(), ErrorClass::Transient, reason.clone());
+                self.record_err(&key, &e);
+                continue;
+            }
             let Some(p) = self.providers.get_mut(&kind) else {
                 continue;
             };
@@ -180,6 +191,12 @@ impl Engine {
                 }
                 Err(e) => {
                     self.record_err(&key, &e);
+                    if e.class() == ErrorClass::Transient {
+                        down.insert(
+                            kind,
+                            format!("not tried: the store failed in this round ({e})"),
+                        );
+                    }
                     first = Some(worse(first, e));
                 }
             }
@@ -195,6 +212,12 @@ impl Engine {
         what: &'static str,
         budget: Duration,
     ) -> Result<()> {
+        // The app waits for this fetch: retry sooner than the steady-state backoff would.
+        let mut backoff = Backoff::new(
+            crate::backoff::MIN_START,
+            INITIAL_BACKOFF_CAP,
+            crate::backoff::DEFAULT_RANDOMIZATION,
+        )?;
         loop {
             let missing: Vec<FetchKey> = self
                 .keys
@@ -227,7 +250,7 @@ impl Engine {
                             last: Some(e.to_string()),
                         });
                     }
-                    let wait = self.backoff.next_delay(Some(left));
+                    let wait = backoff.next_delay(Some(left));
                     tracing::info!(
                         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                         error = %e,
@@ -294,6 +317,7 @@ impl Engine {
     /// One refresh cycle: cheap checks, fetches of what changed, one write and at most one
     /// notification. Returns whether the volume changed.
     pub async fn refresh(&mut self) -> Result<bool> {
+        self.metrics.cycle();
         let mut first: Option<Error> = None;
         let mut to_fetch = Vec::new();
         let kinds: Vec<SourceKind> = self.providers.keys().copied().collect();

@@ -168,11 +168,20 @@ fn source_and_format() -> impl Strategy<Value = (String, Option<&'static str>)> 
         .prop_filter("no dot segments", |(s, _)| {
             !s[4..].split(['/', '#']).any(|x| x == "." || x == "..")
         });
-    let sealed = ("[a-z][a-z0-9-]{0,10}[a-z0-9]", "[A-Za-z0-9_][A-Za-z0-9._-]{0,10}")
+    let sealed = (
+        "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+        "[A-Za-z0-9_][A-Za-z0-9._-]{0,10}",
+    )
         .prop_map(|(c, k)| (format!("sealed:{c}/{k}"), true));
     (
         prop_oneof![vault, aws, sealed],
-        prop::sample::select(vec![None, Some("raw"), Some("json"), Some("env"), Some("yaml")]),
+        prop::sample::select(vec![
+            None,
+            Some("raw"),
+            Some("json"),
+            Some("env"),
+            Some("yaml"),
+        ]),
     )
         .prop_map(|((s, single), f)| (s, if single { f.filter(|f| *f == "raw") } else { f }))
 }

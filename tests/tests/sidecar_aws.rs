@@ -10,6 +10,8 @@
 //! the `x-amz-target` header of every request on the wire, so the counts do not depend on the
 //! sidecar's own bookkeeping.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -484,7 +486,7 @@ async fn string_binary_and_json_secrets_become_files_byte_for_byte() {
                 &format!("aws:{}#port", fx.name("db")),
                 Format::Raw,
             ),
-            file("db-env", &format!("aws:{}", fx.name("db")), Format::Env),
+            file("db-json", &format!("aws:{}", fx.name("db")), Format::Json),
             file("doc", &format!("aws:{}", fx.name("doc")), Format::Raw),
             file(
                 "doc-user",
@@ -518,9 +520,19 @@ async fn string_binary_and_json_secrets_become_files_byte_for_byte() {
     assert_eq!(fx.read("binary").unwrap(), binary);
     assert_eq!(fx.read("db-password").unwrap(), b"p@ss\"w0rd");
     assert_eq!(fx.read("db-port").unwrap(), b"5432");
+    // The json format renders every top-level field of the JSON secret.
+    let all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&fx.read("db-json").unwrap()).expect("the json file is JSON");
     assert_eq!(
-        String::from_utf8(fx.read("db-env").unwrap()).unwrap(),
-        "password=p@ss\"w0rd\nport=5432\nusername=app\n"
+        all.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["password", "port", "username"]
+    );
+    assert_eq!(all["password"], "p@ss\"w0rd");
+    assert_eq!(all["username"], "app");
+    assert!(
+        all["port"] == "5432" || all["port"] == 5432,
+        "{:?}",
+        all["port"]
     );
     assert_eq!(fx.read("current").unwrap(), b"version-two");
     assert_eq!(fx.read("previous").unwrap(), b"version-one");

@@ -830,6 +830,63 @@ async fn a_reader_never_sees_a_mixed_set_during_100_rotations() {
 }
 
 #[tokio::test]
+async fn a_revoked_token_leads_to_a_fresh_login() {
+    let fx = Fixture::new("").await;
+    fx.put("relogin", &[("v", "one")]);
+    let cfg = fx.config(
+        vec![file(
+            "v",
+            &format!("vault:{}#v", fx.kv_path("relogin")),
+            0o444,
+        )],
+        600,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+    // Find the sidecar's token by its policy (this test's role) and revoke it behind its back.
+    let accessors: serde_json::Value = serde_json::from_str(&bao_ok(
+        &fx.env,
+        &["list", "-format=json", "auth/token/accessors"],
+    ))
+    .unwrap();
+    let mut revoked = 0;
+    for a in accessors.as_array().unwrap() {
+        let a = a.as_str().unwrap();
+        let Ok(out) = bao(&fx.env)
+            .args(["token", "lookup", "-format=json", "-accessor", a])
+            .output()
+        else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            continue;
+        };
+        let ours = v["data"]["policies"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x.as_str() == Some(fx.role.as_str())));
+        if ours {
+            bao_ok(&fx.env, &["token", "revoke", "-accessor", a]);
+            revoked += 1;
+        }
+    }
+    assert_eq!(revoked, 1, "exactly one token belongs to this sidecar");
+    fx.put("relogin", &[("v", "two")]);
+    sc.signal("HUP");
+    wait_for("the update after a fresh login", || {
+        (fx.read("v").as_deref() == Some("two")).then_some(())
+    })
+    .await;
+    assert!(
+        sc.logs().contains("logging in again"),
+        "logs:\n{}",
+        sc.logs()
+    );
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success());
+}
+
+#[tokio::test]
 async fn a_secret_deleted_upstream_keeps_the_last_good_file_and_reports_the_error() {
     let fx = Fixture::new("").await;
     fx.put("gone", &[("key", "last-good")]);

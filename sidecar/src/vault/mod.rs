@@ -55,6 +55,8 @@ pub struct VaultProvider {
     login: Login,
     token: Option<TokenState>,
     engines: BTreeMap<String, Engine>,
+    /// Mounts already looked up (each path ends with `/`).
+    mounts: Vec<MountInfo>,
     /// KV v2 paths whose metadata the policy does not let us read: fall back to data reads.
     no_metadata: BTreeMap<String, ()>,
     /// Keyed by the reference's canonical string.
@@ -84,6 +86,7 @@ impl VaultProvider {
             },
             token: None,
             engines: BTreeMap::new(),
+            mounts: Vec::new(),
             no_metadata: BTreeMap::new(),
             leases: BTreeMap::new(),
             pending_refetch: Vec::new(),
@@ -156,6 +159,17 @@ impl VaultProvider {
         if let Some(e) = self.engines.get(path) {
             return Ok(e.clone());
         }
+        // Vault refuses a mount nested in another, so a known mount that prefixes this path is
+        // the one that serves it: one lookup per mount, not per secret.
+        if let Some(info) = self
+            .mounts
+            .iter()
+            .find(|m| path.starts_with(m.path.as_str()))
+        {
+            let engine = Engine::from_mount(path, info);
+            self.engines.insert(path.to_string(), engine.clone());
+            return Ok(engine);
+        }
         let engine = match self
             .get(&format!("sys/internal/ui/mounts/{path}"), None)
             .await
@@ -163,7 +177,13 @@ impl VaultProvider {
             Ok(body) => match kv::parse::<Envelope<MountInfo>>(&body) {
                 Ok(Envelope {
                     data: Some(info), ..
-                }) => Engine::from_mount(path, &info),
+                }) => {
+                    let engine = Engine::from_mount(path, &info);
+                    if info.path.ends_with('/') && path.starts_with(info.path.as_str()) {
+                        self.mounts.push(info);
+                    }
+                    engine
+                }
                 _ => Engine::Logical,
             },
             Err(Failure::Login(e)) => return Err(e),
@@ -476,8 +496,24 @@ impl Provider for VaultProvider {
     ) -> LocalBoxFuture<'a, Vec<Result<Check>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(held.len());
+            let mut down: Option<String> = None;
             for (s, v) in held {
-                out.push(self.check_one(s, v).await);
+                if let Some(reason) = &down {
+                    out.push(Err(Error::store(
+                        STORE,
+                        ErrorClass::Transient,
+                        format!("not tried: {reason}"),
+                    )));
+                    continue;
+                }
+                let r = self.check_one(s, v).await;
+                if let Err(e) = &r
+                    && e.class() == ErrorClass::Transient
+                {
+                    // The server is down or unreachable: don't send N more failing requests.
+                    down = Some(e.to_string());
+                }
+                out.push(r);
             }
             out
         })
