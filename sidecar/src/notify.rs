@@ -262,6 +262,28 @@ mod tests {
     }
 
     #[test]
+    fn a_process_is_signalled_by_name() {
+        // A copy of `sleep` under a unique name, so no other process on the machine matches.
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("hushsig{}", std::process::id() % 100_000);
+        let bin = dir.path().join(&name);
+        std::fs::copy("/bin/sleep", &bin).unwrap();
+        let mut child = std::process::Command::new(&bin).arg("30").spawn().unwrap();
+        // Wait until the kernel reports the new name.
+        let comm = format!("/proc/{}/comm", child.id());
+        for _ in 0..200 {
+            if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == name) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        signal_by_name(Signal::Term, &name).unwrap();
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(15), "{st}");
+    }
+
+    #[test]
     fn signalling_a_missing_process_is_an_error() {
         let e = signal_by_name(Signal::Hup, "no-such-proc-xyz").unwrap_err();
         assert!(e.to_string().contains("no process named"));

@@ -173,15 +173,15 @@ impl SealedProvider {
         let text =
             std::str::from_utf8(&bytes).map_err(|_| unusable("it is not UTF-8 text".into()))?;
         let identity = hush_sealer::parse_identity(text).map_err(|e| unusable(e.to_string()))?;
-        let value = hush_sealer::open_value(
-            &mounted.data,
-            &self.namespace,
+        let value =
+            hush_sealer::open_value(&mounted.data, &self.namespace, configmap, key, &identity)
+                .map_err(|e| sealer_error(e, configmap, key, &self.namespace))?;
+        tracing::debug!(
             configmap,
             key,
-            &identity,
-        )
-        .map_err(|e| sealer_error(e, configmap, key, &self.namespace))?;
-        tracing::debug!(configmap, key, bytes = value.len(), "sealed value decrypted");
+            bytes = value.len(),
+            "sealed value decrypted"
+        );
         Ok(Fetched {
             value: SecretValue::Single(SecretBytes::new(value)),
             version: Version::Opaque(mounted.digest),
@@ -196,13 +196,13 @@ impl SealedProvider {
                 let SourceRef::Sealed { configmap, .. } = source else {
                     return Err(not_sealed(source));
                 };
-                let current = digests.entry(configmap.as_str()).or_insert_with(|| {
-                    self.read_configmap(configmap).map(|m| m.digest)
-                });
+                let current = digests
+                    .entry(configmap.as_str())
+                    .or_insert_with(|| self.read_configmap(configmap).map(|m| m.digest));
                 match (current, version) {
                     (Ok(d), Version::Opaque(held)) if d == held => Ok(Check::Unchanged),
                     (Ok(_), _) => Ok(Check::Changed),
-                    (Err(e), _) => Err(Error::store(STORE, e.class(), e.to_string())),
+                    (Err(e), _) => Err(same_error(e)),
                 }
             })
             .collect()
@@ -238,6 +238,22 @@ fn fixed_path(paths: &Paths, fixed: &str) -> PathBuf {
     let depth = Path::new(paths::SECRETS_DIR).components().count() - 1;
     let root = secrets.ancestors().nth(depth).unwrap_or(Path::new("/"));
     root.join(fixed.trim_start_matches('/'))
+}
+
+/// A copy of a store error (one failed read answers every reference to that ConfigMap).
+fn same_error(e: &Error) -> Error {
+    match e {
+        Error::Store {
+            store,
+            class,
+            reason,
+        } => Error::Store {
+            store,
+            class: *class,
+            reason: reason.clone(),
+        },
+        other => Error::store(STORE, other.class(), other.to_string()),
+    }
 }
 
 fn permanent(reason: String) -> Error {
@@ -350,12 +366,13 @@ impl Snapshot {
         let top = open_dir(rustix::fs::CWD, dir)?;
         let target = data_target(&top)?;
         let files = match &target {
-            Some(t) => open_dir(&top, t.as_c_str()).map_err(|e| {
-                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            Some(t) => open_dir(&top, t.as_c_str()).map_err(|e| match e.kind() {
+                // The kubelet swapped `..data` and removed the old directory: read again.
+                ErrorKind::NotFound => io::Error::new(ErrorKind::Interrupted, "..data moved"),
+                _ if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
                     invalid(format!("{DATA_LINK} points at another link"))
-                } else {
-                    e
                 }
+                _ => e,
             })?,
             None => top.try_clone()?,
         };
@@ -428,30 +445,24 @@ fn read_capped(mut f: File, name: &str, used: &mut usize) -> io::Result<Vec<u8>>
     Ok(buf)
 }
 
-/// Reads every file of a ConfigMap volume as one consistent set.
-fn read_volume(dir: &Path) -> io::Result<BTreeMap<String, String>> {
+/// Runs `read` on one snapshot of the volume at `dir`, and again if the kubelet swapped `..data`
+/// meanwhile, so the result always comes from a single version of the volume.
+fn with_snapshot<T>(dir: &Path, mut read: impl FnMut(&Snapshot) -> io::Result<T>) -> io::Result<T> {
     for _ in 0..SNAPSHOT_ATTEMPTS {
-        let snap = Snapshot::open(dir)?;
-        let mut data = BTreeMap::new();
-        let mut used = 0;
-        let mut moved = false;
-        for name in snap.names()? {
-            let file = match snap.open_file(&name) {
-                Ok(f) => f,
-                // The kubelet removed the old directory under us; start again.
-                Err(e) if e.kind() == ErrorKind::NotFound && snap.target.is_some() => {
-                    moved = true;
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            let bytes = read_capped(file, &name, &mut used)?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| invalid(format!("`{name}` is not UTF-8 text")))?;
-            data.insert(name, text);
-        }
-        if !moved && snap.unchanged()? {
-            return Ok(data);
+        let snap = match Snapshot::open(dir) {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        match read(&snap) {
+            Ok(v) if snap.unchanged()? => return Ok(v),
+            Ok(_) => {}
+            // A file of the old version was removed under us.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && snap.target.is_some()
+                    && !snap.unchanged()? => {}
+            Err(e) => return Err(e),
         }
     }
     Err(io::Error::new(
@@ -460,28 +471,44 @@ fn read_volume(dir: &Path) -> io::Result<BTreeMap<String, String>> {
     ))
 }
 
+/// Reads every file of a ConfigMap volume as one consistent set.
+fn read_volume(dir: &Path) -> io::Result<BTreeMap<String, String>> {
+    with_snapshot(dir, |snap| {
+        let mut data = BTreeMap::new();
+        let mut used = 0;
+        for name in snap.names()? {
+            let bytes = read_capped(snap.open_file(&name)?, &name, &mut used)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| invalid(format!("`{name}` is not UTF-8 text")))?;
+            data.insert(name, text);
+        }
+        Ok(data)
+    })
+}
+
 /// Reads one file of a Secret volume into a zeroized buffer sized up front.
 fn read_volume_file_zeroized(dir: &Path, name: &str) -> io::Result<Zeroizing<Vec<u8>>> {
-    let snap = Snapshot::open(dir)?;
-    let mut f = snap.open_file(name)?;
-    let mut buf = Zeroizing::new(vec![0u8; MAX_IDENTITY_BYTES]);
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            return Err(io::Error::new(
-                ErrorKind::FileTooLarge,
-                format!("`{name}` is over {MAX_IDENTITY_BYTES} bytes"),
-            ));
+    with_snapshot(dir, |snap| {
+        let mut f = snap.open_file(name)?;
+        let mut buf = Zeroizing::new(vec![0u8; MAX_IDENTITY_BYTES]);
+        let mut filled = 0;
+        loop {
+            if filled == buf.len() {
+                return Err(io::Error::new(
+                    ErrorKind::FileTooLarge,
+                    format!("`{name}` is over {MAX_IDENTITY_BYTES} bytes"),
+                ));
+            }
+            match f.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        match f.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
+        buf.truncate(filled);
+        Ok(buf)
+    })
 }
 
 #[allow(clippy::unwrap_used)]
@@ -508,8 +535,7 @@ mod tests {
             std::fs::write(id_dir.join("identity"), generated.identity_file.as_bytes()).unwrap();
             let sealed = tmp.path().join("sealed");
             std::fs::create_dir_all(&sealed).unwrap();
-            let provider =
-                SealedProvider::with_paths(NS, sealed.clone(), id_dir.join("identity"));
+            let provider = SealedProvider::with_paths(NS, sealed.clone(), id_dir.join("identity"));
             Fixture {
                 _tmp: tmp,
                 provider,
@@ -716,6 +742,36 @@ mod tests {
         symlink(&elsewhere, dir.join("..data")).unwrap();
         let e = fx.fetch("db", "password").unwrap_err();
         assert!(e.to_string().contains("outside the volume"), "{e}");
+    }
+
+    #[test]
+    fn a_kubelet_update_during_a_read_is_read_again_from_the_new_version() {
+        let fx = Fixture::new();
+        let v1 = fx.seal("db", &[("password", b"canary-pw-7")]);
+        let v2 = fx.seal("db", &[("password", b"canary-pw-8")]);
+        let dir = fx.sealed.join("db");
+        fx.mount_kubelet("db", &v1, "..ts1");
+        for remove_old in [false, true] {
+            let mut calls = 0;
+            let read = with_snapshot(&dir, |snap| {
+                calls += 1;
+                if calls == 1 {
+                    fx.mount_kubelet("db", &v2, "..ts2");
+                    if remove_old {
+                        std::fs::remove_dir_all(dir.join("..ts1")).unwrap();
+                    }
+                }
+                let mut s = String::new();
+                snap.open_file("password")?.read_to_string(&mut s)?;
+                Ok(s)
+            })
+            .unwrap();
+            assert_eq!(calls, 2);
+            assert_eq!(read, v2["password"]);
+            // Back to v1 for the next round.
+            std::fs::remove_dir_all(&dir).unwrap();
+            fx.mount_kubelet("db", &v1, "..ts1");
+        }
     }
 
     #[test]

@@ -185,18 +185,32 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn sidecar_spec(args: Option<&str>) -> RunSpec {
-    RunSpec {
+/// The sidecar container of the stored spec, with metrics on a free loopback port.
+fn sidecar_spec(args: Option<&str>) -> (RunSpec, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let spec = RunSpec {
         container: "hush-sidecar".into(),
         binaries: [("hush-sidecar".to_string(), bin("hush-sidecar"))].into(),
-        extra_env: [(
-            "HUSH_METRICS_ADDR".to_string(),
-            format!("127.0.0.1:{}", free_port()),
-        )]
-        .into(),
+        extra_env: [("HUSH_METRICS_ADDR".to_string(), metrics.clone())].into(),
         args_override: args.map(|a| vec![a.to_string()]),
         ..RunSpec::default()
-    }
+    };
+    (spec, metrics)
+}
+
+fn metrics_text(addr: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,11 +282,15 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
     );
 
     // The sidecar decrypts both values byte for byte.
-    let mut sc = run_container(&client, &pod, sidecar_spec(None)).await;
+    let (spec, metrics) = sidecar_spec(None);
+    let mut sc = run_container(&client, &pod, spec).await;
     let db = sc.volume_path("hush-secrets").join("db");
     let cert = sc.volume_path("hush-secrets").join("cert");
     let marker = sc.volume_path("hush-state").join("started");
-    wait_for("the first secrets", &mut sc, |_| marker.exists() && db.exists()).await;
+    wait_for("the first secrets", &mut sc, |_| {
+        marker.exists() && db.exists()
+    })
+    .await;
     assert_eq!(std::fs::read(&db).expect("read db"), PASSWORD_1.as_bytes());
     assert_eq!(std::fs::read(&cert).expect("read cert"), binary_value());
 
@@ -317,16 +335,20 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
     assert!(!logs.contains("canary"), "no value in the logs: {logs}");
     assert_eq!(std::fs::read(&db).expect("read db"), PASSWORD_2.as_bytes());
     assert_eq!(std::fs::read(&cert).expect("read cert"), binary_value());
+    let m = metrics_text(&metrics);
+    assert!(
+        m.contains(r#"hush_sidecar_errors_total{source="sealed",file="db",class="permanent"} 1"#),
+        "the failure shows in metrics: {m}"
+    );
+    assert!(!m.contains("canary") && !m.contains(CM), "{m}");
     let status = sc.stop();
     assert!(status.success(), "SIGTERM exits 0: {status} {}", sc.logs());
     drop(sc);
 
     // A ConfigMap sealed for another name, applied under a new name: the init-only run refuses it
     // with a binding error, writes nothing, and exits non-zero.
-    let moved = seal(&ns, CM, &recipient, PASSWORD_1).replace(
-        &format!("name: {CM}\n"),
-        "name: moved-creds\n",
-    );
+    let moved = seal(&ns, CM, &recipient, PASSWORD_1)
+        .replace(&format!("name: {CM}\n"), "name: moved-creds\n");
     assert!(moved.contains("name: moved-creds\n"), "{moved}");
     kubectl_apply(&env, &ns, &moved);
     kubectl_apply(
@@ -335,7 +357,7 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
         &pod_yaml("moved", &[("db", "sealed:moved-creds/password")]),
     );
     let pod = pods.get("moved").await.expect("pod stored");
-    let mut once = run_container(&client, &pod, sidecar_spec(Some("once"))).await;
+    let mut once = run_container(&client, &pod, sidecar_spec(Some("once")).0).await;
     let status = once
         .wait_timeout(Duration::from_secs(60))
         .expect("once exits");

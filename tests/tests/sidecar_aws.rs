@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -367,12 +367,16 @@ async fn notification_listener() -> (String, Arc<AtomicUsize>) {
     (url, count)
 }
 
-/// A loopback TCP proxy in front of moto that records every Secrets Manager / STS operation sent
-/// through it (from the `x-amz-target` header, or `Action=` for STS's query protocol).
+/// A loopback HTTP/1.1 proxy in front of moto that records every Secrets Manager operation sent
+/// through it (from the `x-amz-target` header), and can answer every request with a throttling
+/// error instead of forwarding it.
 struct CallLog {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<(SystemTime, String)>>>,
+    throttle: Arc<AtomicBool>,
 }
+
+const THROTTLED: &str = "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}";
 
 impl CallLog {
     fn start(upstream: &str) -> CallLog {
@@ -384,42 +388,36 @@ impl CallLog {
         let listener = StdListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let calls: Arc<Mutex<Vec<(SystemTime, String)>>> = Arc::default();
-        let c = calls.clone();
+        let throttle = Arc::new(AtomicBool::new(false));
+        let (c, th) = (calls.clone(), throttle.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut down) = conn else { continue };
-                let Ok(mut up) = TcpStream::connect(target) else {
+                let Ok(down) = conn else { continue };
+                let Ok(up) = TcpStream::connect(target) else {
                     continue;
                 };
+                let (c, th) = (c.clone(), th.clone());
                 let (mut down2, mut up2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    let mut carry: Vec<u8> = Vec::new();
-                    loop {
-                        let n = match down.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        carry.extend_from_slice(&buf[..n]);
-                        record(&mut carry, &c);
-                        if up.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = up.shutdown(std::net::Shutdown::Write);
-                });
+                std::thread::spawn(move || forward_requests(down, up, &c, &th));
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut up2, &mut down2);
                     let _ = down2.shutdown(std::net::Shutdown::Write);
                 });
             }
         });
-        CallLog { addr, calls }
+        CallLog {
+            addr,
+            calls,
+            throttle,
+        }
     }
 
     fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    fn set_throttle(&self, on: bool) {
+        self.throttle.store(on, Ordering::SeqCst);
     }
 
     fn count(&self, op: &str) -> usize {
@@ -436,25 +434,66 @@ impl CallLog {
     }
 }
 
-/// Finds complete `x-amz-target: secretsmanager.<Op>\r\n` headers in `carry`, records them and
-/// drops the scanned bytes (keeping a tail that may hold a partial header).
-fn record(carry: &mut Vec<u8>, calls: &Mutex<Vec<(SystemTime, String)>>) {
-    const NEEDLE: &[u8] = b"x-amz-target: secretsmanager.";
-    let lower: Vec<u8> = carry.iter().map(u8::to_ascii_lowercase).collect();
-    let mut consumed = 0;
-    let mut i = 0;
-    while let Some(pos) = lower[i..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
-        let start = i + pos + NEEDLE.len();
-        let Some(end) = carry[start..].iter().position(|&b| b == b'\r') else {
-            break;
+/// Reads whole requests (headers plus `content-length` body) from the client, records their
+/// operation, and forwards them, or answers them with a throttling error.
+fn forward_requests(
+    mut down: TcpStream,
+    mut up: TcpStream,
+    calls: &Mutex<Vec<(SystemTime, String)>>,
+    throttle: &AtomicBool,
+) {
+    const TARGET: &str = "x-amz-target: secretsmanager.";
+    let mut buf = [0u8; 16384];
+    let mut pending: Vec<u8> = Vec::new();
+    'conn: loop {
+        let n = match down.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
         };
-        let op = String::from_utf8_lossy(&carry[start..start + end]).to_string();
-        calls.lock().unwrap().push((SystemTime::now(), op));
-        i = start + end;
-        consumed = i;
+        pending.extend_from_slice(&buf[..n]);
+        loop {
+            let Some(head_end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                break;
+            };
+            let head = String::from_utf8_lossy(&pending[..head_end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let total = head_end + 4 + len;
+            if pending.len() < total {
+                break;
+            }
+            let op = head.lines().find_map(|l| l.strip_prefix(TARGET)).map(|op| {
+                // Restore the operation's case from the raw bytes.
+                let raw = String::from_utf8_lossy(&pending[..head_end]).to_string();
+                raw.lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with(TARGET)
+                            .then(|| l[TARGET.len()..].trim().to_string())
+                    })
+                    .unwrap_or_else(|| op.to_string())
+            });
+            if let Some(op) = &op {
+                calls.lock().unwrap().push((SystemTime::now(), op.clone()));
+            }
+            let request: Vec<u8> = pending.drain(..total).collect();
+            if op.is_some() && throttle.load(Ordering::SeqCst) {
+                let resp = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-errortype: ThrottlingException\r\ncontent-length: {}\r\n\r\n{THROTTLED}",
+                    THROTTLED.len()
+                );
+                if down.write_all(resp.as_bytes()).is_err() {
+                    break 'conn;
+                }
+            } else if up.write_all(&request).is_err() {
+                break 'conn;
+            }
+        }
     }
-    let keep_from = consumed.max(carry.len().saturating_sub(NEEDLE.len() + 64));
-    carry.drain(..keep_from);
+    let _ = up.shutdown(std::net::Shutdown::Write);
 }
 
 #[tokio::test]
@@ -844,17 +883,19 @@ async fn aws_api_calls_are_counted_in_metrics() {
     })
     .await;
     // The sidecar's own counter, as exported on /metrics, agrees with the wire: one batch for the
-    // first fetch, one per cycle, and no single reads.
-    let m = wait_for("two batch calls in /metrics", || {
-        let m = sc.metrics_text();
-        metric(
-            &m,
-            r#"hush_sidecar_aws_api_calls_total{operation="BatchGetSecretValue"}"#,
+    // first fetch, one per cycle, and no single reads. The sidecar counts a call before sending
+    // it, so the proxy having seen two means the counter already says at least two.
+    let m = sc.metrics_text();
+    let batches = metric(
+        &m,
+        r#"hush_sidecar_aws_api_calls_total{operation="BatchGetSecretValue"}"#,
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "hush_sidecar_aws_api_calls_total is not in /metrics (Metrics::new must register hush_sidecar::aws::api_calls()):\n{m}"
         )
-        .is_some_and(|v| v >= 2.0)
-        .then_some(m)
-    })
-    .await;
+    });
+    assert!(batches >= 2.0, "{m}");
     assert_eq!(calls.count("GetSecretValue"), 0);
     assert_eq!(
         metric(
@@ -865,4 +906,153 @@ async fn aws_api_calls_are_counted_in_metrics() {
         0.0,
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_and_the_cached_file_stays() {
+    let fx = Fixture::new().await;
+    fx.create_string("t", "cached-value").await;
+    let calls = CallLog::start(&fx.env.aws_endpoint);
+    let cfg = fx.config(
+        vec![file("t", &format!("aws:{}", fx.name("t")), Format::Raw)],
+        &calls.endpoint(),
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
+    sc.started(&fx).await;
+
+    calls.set_throttle(true);
+    let before = calls.count("BatchGetSecretValue");
+    let m = wait_for("a transient error in /metrics", || {
+        let m = sc.metrics_text();
+        metric(
+            &m,
+            r#"hush_sidecar_errors_total{source="aws",file="t",class="transient"}"#,
+        )
+        .is_some_and(|v| v >= 1.0)
+        .then_some(m)
+    })
+    .await;
+    // The SDK retried the throttled call before the cycle gave up (standard mode, 3 attempts).
+    assert!(
+        calls.count("BatchGetSecretValue") >= before + 3,
+        "no retries on the wire: {:?}",
+        calls.snapshot()
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"hush_sidecar_errors_total{source="aws",file="t",class="permanent"}"#
+        ),
+        None,
+        "throttling is not permanent: {m}"
+    );
+    assert_eq!(fx.read("t").unwrap(), b"cached-value");
+    assert!(sc.logs().contains("ThrottlingException"), "{}", sc.logs());
+
+    // When AWS answers again, the next cycle picks up a change.
+    fx.put_string("t", "after-throttling").await;
+    calls.set_throttle(false);
+    wait_for("the new value after throttling ends", || {
+        (fx.read("t").as_deref() == Some(b"after-throttling".as_slice())).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_default_chain_uses_pod_identity_credentials_when_present() {
+    let fx = Fixture::new().await;
+    fx.create_string("podid", "via-pod-identity").await;
+    // A stand-in for the EKS Pod Identity agent on loopback: it serves credentials only to a
+    // request that carries the token from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    let auth_token = unique_name("pod-identity-token");
+    let token_file = fx.root.join("pod-identity-token");
+    std::fs::write(&token_file, &auth_token).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/v1/credentials",
+        listener.local_addr().unwrap().port()
+    );
+    let served = Arc::new(AtomicUsize::new(0));
+    let (s2, want) = (served.clone(), auth_token.clone());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+            let authorized =
+                head.contains(&format!("authorization: {}", want.to_ascii_lowercase()));
+            let (status, body) = if authorized {
+                s2.fetch_add(1, Ordering::SeqCst);
+                (
+                    "200 OK",
+                    r#"{"AccessKeyId":"AKIAPODIDENTITYTEST","SecretAccessKey":"pod-identity-secret","Token":"pod-identity-session","AccountId":"123456789012","Expiration":"2099-01-01T00:00:00Z"}"#,
+                )
+            } else {
+                ("401 Unauthorized", r#"{"message":"missing token"}"#)
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    let cfg = fx.config(
+        vec![file(
+            "podid",
+            &format!("aws:{}", fx.name("podid")),
+            Format::Raw,
+        )],
+        &fx.env.aws_endpoint,
+        OnChange::None,
+    );
+    let mut env = isolated(&fx);
+    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), url));
+    env.push((
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+        token_file.display().to_string(),
+    ));
+    let mut sc = Sidecar::start(&fx, &cfg, "once", &env);
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "once failed: {st}; logs:\n{}", sc.logs());
+    assert_eq!(fx.read("podid").unwrap(), b"via-pod-identity");
+    assert!(
+        served.load(Ordering::SeqCst) >= 1,
+        "the credentials endpoint was not used"
+    );
+}
+
+#[tokio::test]
+async fn without_credentials_the_first_fetch_fails_with_the_fix() {
+    let fx = Fixture::new().await;
+    fx.create_string("nocreds", "unreachable-value").await;
+    let cfg = fx.config(
+        vec![file(
+            "nocreds",
+            &format!("aws:{}", fx.name("nocreds")),
+            Format::Raw,
+        )],
+        &fx.env.aws_endpoint,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "once", &isolated(&fx));
+    let st = sc.wait_exit().await;
+    assert!(!st.success(), "once must fail without credentials");
+    let logs = sc.logs();
+    assert!(
+        logs.contains("no AWS credentials") && logs.contains("hush.dev/aws-role-arn"),
+        "the error says what is missing and how to fix it:\n{logs}"
+    );
+    assert!(fx.read("nocreds").is_none());
 }

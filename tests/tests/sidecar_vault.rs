@@ -103,6 +103,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new(extra_policy: &str) -> Fixture {
+        Fixture::with_token_ttl(extra_policy, "1h", None).await
+    }
+
+    async fn with_token_ttl(extra_policy: &str, ttl: &str, max_ttl: Option<&str>) -> Fixture {
         let env = TestEnv::load();
         let client = cluster::client(&env).await;
         let ns = cluster::namespace(&client, "sidecar", false).await;
@@ -125,7 +129,8 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
                 &format!("bound_service_account_namespaces={ns}"),
                 &format!("policies={role}"),
                 "audience=vault",
-                "token_ttl=1h",
+                &format!("token_ttl={ttl}"),
+                &format!("token_max_ttl={}", max_ttl.unwrap_or("0")),
             ],
         );
         let jwt = cluster::token(&client, &ns, "app", "vault", 3600).await;
@@ -825,6 +830,46 @@ async fn a_reader_never_sees_a_mixed_set_during_100_rotations() {
         "one notification per rotation"
     );
     assert_eq!(fx.read("a").unwrap()[..6], *"000100");
+    sc.signal("TERM");
+    assert!(sc.wait_exit().await.success());
+}
+
+#[tokio::test]
+async fn the_token_is_renewed_and_replaced_before_its_max_ttl() {
+    // A 9 s token that can live 20 s at most: renewed at about 6 s, then a fresh login before
+    // 20 s. After 30 s the sidecar still reads with a valid token.
+    let fx = Fixture::with_token_ttl("", "9s", Some("20s")).await;
+    fx.put("ttl", &[("v", "one")]);
+    let cfg = fx.config(
+        vec![file("v", &format!("vault:{}#v", fx.kv_path("ttl")), 0o444)],
+        600,
+        OnChange::None,
+    );
+    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
+    sc.started(&fx).await;
+    let started = Instant::now();
+    wait_for("renewals and a fresh login", || {
+        metric(&sc.metrics_text(), "hush_sidecar_token_renewals_total ").filter(|v| *v >= 3.0)
+    })
+    .await;
+    while started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    fx.put("ttl", &[("v", "two")]);
+    sc.signal("HUP");
+    wait_for("a read with the current token", || {
+        (fx.read("v").as_deref() == Some("two")).then_some(())
+    })
+    .await;
+    let logs = sc.logs();
+    assert!(
+        logs.matches("vault login succeeded").count() >= 2,
+        "a fresh login replaced the token before its max TTL:\n{logs}"
+    );
+    assert!(
+        !logs.contains("no longer valid"),
+        "the token never expired under the sidecar:\n{logs}"
+    );
     sc.signal("TERM");
     assert!(sc.wait_exit().await.success());
 }
