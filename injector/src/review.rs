@@ -225,7 +225,7 @@ fn review_inner(
             encode(200, ResponseOut::allowed(uid), Outcome::Allowed)
         }
         Ok(Verdict::Patch(bytes)) => {
-            tracing::info!(
+            tracing::debug!(
                 %uid,
                 namespace = req.namespace.as_deref().unwrap_or(""),
                 dry_run = req.dry_run.unwrap_or(false),

@@ -552,3 +552,71 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     assert_eq!(v["response"]["uid"], "slow");
     shutdown.await.expect("shutdown completes");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn binary_refuses_a_bad_config_naming_the_field() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hush-injector"))
+        .args(["--sidecar-image", "img:1", "--sidecar-uid", "0"])
+        .output()
+        .expect("run hush-injector");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sidecar.runAsUser"), "{err}");
+}
+
+#[test]
+fn binary_drains_and_exits_zero_on_sigterm() {
+    let pki = Pki::new("hush test CA");
+    let (cert, key, _) = pki.leaf();
+    let dir = tempdir("sigterm");
+    std::fs::write(dir.join("tls.crt"), cert).expect("write");
+    std::fs::write(dir.join("tls.key"), key).expect("write");
+    let health = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hush-injector"))
+        .args(["--sidecar-image", "img:1"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--health-listen")
+        .arg(format!("127.0.0.1:{health}"))
+        .arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let addr: SocketAddr = format!("127.0.0.1:{health}").parse().expect("addr");
+    let mut ready = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && rt.block_on(get(addr, "/readyz")).0 == StatusCode::OK
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready, "the injector became ready");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit 0 after SIGTERM: {logs}");
+    assert!(
+        logs.contains("draining") && logs.contains("stopped"),
+        "{logs}"
+    );
+}

@@ -52,7 +52,10 @@ fn check_config_reports_the_problem_and_exit_code() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HUSH_CONFIG") && err.contains("is not set"), "{err}");
+    assert!(
+        err.contains("HUSH_CONFIG") && err.contains("is not set"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -116,6 +116,7 @@ impl Fixture {
         let policy = format!(
             r#"path "secret/data/{prefix}/*" {{ capabilities = ["read"] }}
 path "secret/metadata/{prefix}/*" {{ capabilities = ["read"] }}
+path "secret/detailed-metadata/{prefix}/*" {{ capabilities = ["list"] }}
 path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
 {extra_policy}"#
         );
@@ -934,19 +935,25 @@ async fn a_revoked_token_leads_to_a_fresh_login() {
 #[tokio::test]
 async fn a_secret_deleted_upstream_keeps_the_last_good_file_and_reports_the_error() {
     let fx = Fixture::new("").await;
+    // Two secrets in one directory: the sidecar checks both with one detailed-metadata listing.
     fx.put("gone", &[("key", "last-good")]);
+    fx.put("stays", &[("key", "v1")]);
     let cfg = fx.config(
-        vec![file(
-            "key",
-            &format!("vault:{}#key", fx.kv_path("gone")),
-            0o444,
-        )],
+        vec![
+            file("key", &format!("vault:{}#key", fx.kv_path("gone")), 0o444),
+            file(
+                "other",
+                &format!("vault:{}#key", fx.kv_path("stays")),
+                0o444,
+            ),
+        ],
         5,
         OnChange::None,
     );
     let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
     sc.started(&fx).await;
     bao_ok(&fx.env, &["kv", "metadata", "delete", &fx.kv_path("gone")]);
+    fx.put("stays", &[("key", "v2")]);
     sc.signal("HUP");
     let errors = r#"hush_sidecar_errors_total{source="vault",file="key",class="permanent"}"#;
     wait_for("a permanent error in /metrics", || {
@@ -954,8 +961,24 @@ async fn a_secret_deleted_upstream_keeps_the_last_good_file_and_reports_the_erro
     })
     .await;
     assert_eq!(fx.read("key").as_deref(), Some("last-good"));
+    wait_for("the other secret's update despite the error", || {
+        (fx.read("other").as_deref() == Some("v2")).then_some(())
+    })
+    .await;
+    let m = sc.metrics_text();
+    assert_eq!(
+        metric(
+            &m,
+            r#"hush_sidecar_errors_total{source="vault",file="other""#
+        ),
+        None,
+        "only the deleted secret's file reports an error:\n{m}"
+    );
     let logs = sc.logs();
-    assert!(logs.contains("404"), "the log names the failure:\n{logs}");
+    assert!(
+        logs.contains("does not exist"),
+        "the log names the failure:\n{logs}"
+    );
     assert!(!logs.contains("last-good"));
     sc.signal("TERM");
     assert!(sc.wait_exit().await.success());

@@ -101,6 +101,13 @@ pub(crate) struct Kv2Metadata {
     pub versions: BTreeMap<String, Kv2VersionState>,
 }
 
+/// `data` of `LIST <mount>/detailed-metadata/<dir>/` (OpenBao): each key's metadata.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Kv2DetailedList {
+    #[serde(default)]
+    pub key_info: BTreeMap<String, Kv2Metadata>,
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct Kv2VersionState {
     #[serde(default)]

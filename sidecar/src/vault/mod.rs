@@ -4,7 +4,9 @@
 //! - The engine behind each path is looked up once (`sys/internal/ui/mounts/<path>`, as the `bao kv`
 //!   CLI does) and cached.
 //! - Cheap refresh: a KV v2 secret is checked with its metadata (`current_version`, no value) and
-//!   read only when the version moved. A pinned version is never read again. KV v1 has no version,
+//!   read only when the version moved. Secrets that share a directory are checked together with one
+//!   `LIST <mount>/detailed-metadata/<dir>/` where the server (OpenBao 2.x) and the policy allow
+//!   it, else with one metadata read each. A pinned version is never read again. KV v1 has no version,
 //!   so it is read and compared. A dynamic secret changes only when its lease must be replaced.
 //! - Leases are renewed at about 2/3 of their TTL. When a renewal returns less than asked, the lease
 //!   has reached its `max_ttl` and the secret is fetched again before it expires.
@@ -55,6 +57,8 @@ pub struct VaultProvider {
     login: Login,
     token: Option<TokenState>,
     engines: BTreeMap<String, Engine>,
+    /// `detailed-metadata` listings that the server or the policy refused.
+    no_listing: BTreeMap<String, ()>,
     /// Mounts already looked up (each path ends with `/`).
     mounts: Vec<MountInfo>,
     /// KV v2 paths whose metadata the policy does not let us read: fall back to data reads.
@@ -87,6 +91,7 @@ impl VaultProvider {
             token: None,
             engines: BTreeMap::new(),
             mounts: Vec::new(),
+            no_listing: BTreeMap::new(),
             no_metadata: BTreeMap::new(),
             leases: BTreeMap::new(),
             pending_refetch: Vec::new(),
@@ -351,6 +356,74 @@ impl VaultProvider {
         })
     }
 
+    /// Checks KV v2 secrets that share a directory with one `LIST <mount>/detailed-metadata/<dir>/`
+    /// (OpenBao 2.x; no values, only each key's versions). Fills `out` for the secrets it could
+    /// answer. A server or policy without it answers 4xx once; that directory then falls back to
+    /// one metadata read per secret. A transient failure is returned so no more requests follow.
+    async fn check_batched(
+        &mut self,
+        held: &[(&SourceRef, &Version)],
+        out: &mut [Option<Result<Check>>],
+    ) -> Result<()> {
+        let mut groups: BTreeMap<(String, String), Vec<(usize, String, u64)>> = BTreeMap::new();
+        for (i, (s, v)) in held.iter().enumerate() {
+            let (SourceRef::Vault { path, .. }, Version::Kv2(have)) = (s, v) else {
+                continue;
+            };
+            if self.no_metadata.contains_key(path.as_str()) {
+                continue;
+            }
+            let Ok(Engine::Kv2 { mount, name }) = self.engine(path).await else {
+                continue;
+            };
+            let (dir, base) = match name.rsplit_once('/') {
+                Some((d, b)) => (format!("{d}/"), b.to_string()),
+                None => (String::new(), name.clone()),
+            };
+            groups
+                .entry((mount, dir))
+                .or_default()
+                .push((i, base, *have));
+        }
+        for ((mount, dir), members) in groups {
+            let list_path = format!("{mount}detailed-metadata/{dir}");
+            if members.len() < 2 || self.no_listing.contains_key(&list_path) {
+                continue;
+            }
+            let body = match self.get(&list_path, Some("list=true".into())).await {
+                Ok(b) => b,
+                Err(Failure::Call(e))
+                    if e.status()
+                        .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+                {
+                    tracing::debug!(
+                        status = e.status(),
+                        "detailed-metadata listing unavailable; checking secrets one by one"
+                    );
+                    self.no_listing.insert(list_path, ());
+                    continue;
+                }
+                Err(f) => return Err(f.into_error("kv detailed-metadata list")),
+            };
+            let env: Envelope<kv::Kv2DetailedList> = kv::parse(&body).map_err(perm)?;
+            let info = env.data.map(|d| d.key_info).unwrap_or_default();
+            for (i, base, have) in members {
+                out[i] = Some(match info.get(&base) {
+                    None => Err(perm(format!(
+                        "kv detailed-metadata list: the secret {base} does not exist (or was deleted)"
+                    ))),
+                    Some(m) if m.current_is_gone() => Err(perm(format!(
+                        "kv detailed-metadata list: the current version ({}) is deleted or destroyed",
+                        m.current_version
+                    ))),
+                    Some(m) if m.current_version == have => Ok(Check::Unchanged),
+                    Some(_) => Ok(Check::Changed),
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn maintain_inner(&mut self) -> Result<Maintenance> {
         let mut out = Maintenance::default();
         let now = Instant::now();
@@ -495,11 +568,18 @@ impl Provider for VaultProvider {
         held: &'a [(&'a SourceRef, &'a Version)],
     ) -> LocalBoxFuture<'a, Vec<Result<Check>>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(held.len());
+            let mut out: Vec<Option<Result<Check>>> = (0..held.len()).map(|_| None).collect();
             let mut down: Option<String> = None;
-            for (s, v) in held {
+            // One LIST of `detailed-metadata` answers for every secret of a directory (OpenBao).
+            if let Err(e) = self.check_batched(held, &mut out).await {
+                down = Some(e.to_string());
+            }
+            for (i, (s, v)) in held.iter().enumerate() {
+                if out[i].is_some() {
+                    continue;
+                }
                 if let Some(reason) = &down {
-                    out.push(Err(Error::store(
+                    out[i] = Some(Err(Error::store(
                         STORE,
                         ErrorClass::Transient,
                         format!("not tried: {reason}"),
@@ -513,9 +593,11 @@ impl Provider for VaultProvider {
                     // The server is down or unreachable: don't send N more failing requests.
                     down = Some(e.to_string());
                 }
-                out.push(r);
+                out[i] = Some(r);
             }
-            out
+            out.into_iter()
+                .map(|r| r.unwrap_or(Ok(Check::Changed)))
+                .collect()
         })
     }
 
