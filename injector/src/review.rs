@@ -282,7 +282,7 @@ fn admit_pod(req: &RequestIn, cfg: &InjectorConfig) -> Result<Verdict, Refusal> 
             "hush-injector: CREATE without an object".into(),
         ));
     };
-    let pod: Pod = serde_json::from_value(object.clone()).map_err(|e| {
+    let pod = Pod::deserialize(object).map_err(|e| {
         Refusal::Bad(format!(
             "hush-injector: cannot decode the Pod: {}",
             describe_json_error(&e)
@@ -337,19 +337,15 @@ fn validate_workload(req: &RequestIn, cfg: &InjectorConfig) -> Result<Verdict, R
             None => return Ok(Verdict::Unchanged),
         }
     }
-    let template: Template = serde_json::from_value(node.clone()).map_err(|e| {
+    let template = Template::deserialize(node).map_err(|e| {
         Refusal::Bad(format!(
             "hush-injector: cannot decode the pod template: {}",
             describe_json_error(&e)
         ))
     })?;
-    let object_meta: ObjectMeta = object
+    let object_meta = object
         .get("metadata")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .ok()
-        .flatten()
+        .and_then(|m| ObjectMeta::deserialize(m).ok())
         .unwrap_or_default();
     let ns = namespace_of(req, &object_meta)?;
     let pod = Pod {

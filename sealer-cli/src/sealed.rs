@@ -447,7 +447,7 @@ pub fn seal_without_size_limit(
             plan.encrypt_value(k, v.expose(), &state, &parsed)?,
         );
     }
-    plan.finish(&state, ciphertexts)
+    Ok(plan.assemble(&state, ciphertexts))
 }
 
 /// Checks everything that can be checked without an identity: `_hush` parses, has our version,

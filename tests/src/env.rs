@@ -44,12 +44,15 @@ pub struct TestEnv {
     pub root: PathBuf,
 }
 
-const HINT: &str = "start the real servers with `scripts/test-env up` (scripts/test does this for you)";
+const HINT: &str =
+    "start the real servers with `scripts/test-env up` (scripts/test does this for you)";
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
+    here.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
 }
 
 fn parse_env_file(text: &str) -> BTreeMap<String, String> {

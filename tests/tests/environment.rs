@@ -26,7 +26,11 @@ fn kubectl(env: &TestEnv, args: &[&str]) -> std::process::Output {
 async fn apiserver_is_ready_and_enforces_restricted_pod_security() {
     let env = TestEnv::load();
     let out = kubectl(&env, &["get", "--raw", "/readyz"]);
-    assert!(out.status.success(), "readyz: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "readyz: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 
     let client = cluster::client(&env).await;
@@ -135,7 +139,10 @@ fn vault(env: &TestEnv, token: &str) -> vaultrs::client::VaultClient {
 #[tokio::test]
 async fn openbao_kv2_over_tls_and_kubernetes_login() {
     let env = TestEnv::load();
-    assert!(env.vault_addr.starts_with("https://"), "OpenBao must serve TLS");
+    assert!(
+        env.vault_addr.starts_with("https://"),
+        "OpenBao must serve TLS"
+    );
     let root = vault(&env, &env.vault_token);
 
     let path = unique_name("env-kv");
@@ -145,8 +152,13 @@ async fn openbao_kv2_over_tls_and_kubernetes_login() {
         .await
         .expect("kv2 write");
     let read: std::collections::HashMap<String, String> =
-        vaultrs::kv2::read(&root, "secret", &path).await.expect("kv2 read");
-    assert_eq!(read.get("password").map(String::as_str), Some("s3cr3t-value"));
+        vaultrs::kv2::read(&root, "secret", &path)
+            .await
+            .expect("kv2 read");
+    assert_eq!(
+        read.get("password").map(String::as_str),
+        Some("s3cr3t-value")
+    );
 
     // Kubernetes auth: OpenBao asks our apiserver's TokenReview about a TokenRequest token.
     let client = cluster::client(&env).await;

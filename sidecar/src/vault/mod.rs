@@ -365,7 +365,7 @@ impl VaultProvider {
         held: &[(&SourceRef, &Version)],
         out: &mut [Option<Result<Check>>],
     ) -> Result<()> {
-        let mut groups: BTreeMap<(String, String), Vec<(usize, String, u64)>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), Vec<Member>> = BTreeMap::new();
         for (i, (s, v)) in held.iter().enumerate() {
             let (SourceRef::Vault { path, .. }, Version::Kv2(have)) = (s, v) else {
                 continue;
@@ -534,6 +534,9 @@ impl VaultProvider {
         self.token = None;
     }
 }
+
+/// One secret of a directory listing: its index in the check, its key name, the version held.
+type Member = (usize, String, u64);
 
 /// Why a GET failed: the login before it, or the call itself.
 enum Failure {

@@ -16,7 +16,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
 #[derive(Debug, Parser)]
-#[command(name = "hush-pod-runner", about = "Run a container of a stored pod locally")]
+#[command(
+    name = "hush-pod-runner",
+    about = "Run a container of a stored pod locally"
+)]
 struct Args {
     /// Namespace of the pod.
     #[arg(long)]
@@ -60,7 +63,10 @@ fn show_volume(dir: &std::path::Path) -> anyhow::Result<()> {
         let path = dir.join(&name);
         let mode = std::fs::metadata(&path)?.permissions().mode() & 0o7777;
         let content = std::fs::read(&path)?;
-        println!("{name} (mode {mode:o}): {}", String::from_utf8_lossy(&content));
+        println!(
+            "{name} (mode {mode:o}): {}",
+            String::from_utf8_lossy(&content)
+        );
     }
     Ok(())
 }
@@ -88,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("read pod {}/{}", args.namespace, args.pod))?;
     let shared_volumes = match &args.shared_from {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?
         }
         None => BTreeMap::new(),
