@@ -208,6 +208,14 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
     }
 }
 
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Sidecars are dropped (killed) before their fixture; their logs were already shown on
+        // failure.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 fn file(name: &str, source: &str, mode: u32) -> FileSpec {
     FileSpec {
         name: name.into(),
@@ -873,6 +881,64 @@ async fn the_token_is_renewed_and_replaced_before_its_max_ttl() {
     );
     sc.signal("TERM");
     assert!(sc.wait_exit().await.success());
+}
+
+#[tokio::test]
+async fn approle_credentials_come_from_the_mounted_secret() {
+    let fx = Fixture::new("").await;
+    fx.put("approle", &[("v", "via-approle")]);
+    let approle = unique_name("ar");
+    bao_ok(
+        &fx.env,
+        &[
+            "write",
+            &format!("auth/approle/role/{approle}"),
+            &format!("token_policies={}", fx.role),
+            "token_ttl=1h",
+        ],
+    );
+    let role_id = bao_ok(
+        &fx.env,
+        &[
+            "read",
+            "-field=role_id",
+            &format!("auth/approle/role/{approle}/role-id"),
+        ],
+    );
+    let secret_id = bao_ok(
+        &fx.env,
+        &[
+            "write",
+            "-f",
+            "-field=secret_id",
+            &format!("auth/approle/role/{approle}/secret-id"),
+        ],
+    );
+    let creds = fx.root.join("hush/credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("role_id"), role_id.trim()).unwrap();
+    std::fs::write(creds.join("secret_id"), secret_id.trim()).unwrap();
+    let mut cfg = fx.config(
+        vec![file(
+            "v",
+            &format!("vault:{}#v", fx.kv_path("approle")),
+            0o444,
+        )],
+        600,
+        OnChange::None,
+    );
+    cfg.auth = VaultAuth::AppRole;
+    cfg.role = None;
+    cfg.credentials_secret = Some("app-vault-creds".into());
+    let mut sc = Sidecar::start(&fx, &cfg, "once", &[]);
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "logs:\n{}", sc.logs());
+    assert_eq!(fx.read("v").as_deref(), Some("via-approle"));
+    let logs = sc.logs();
+    assert!(
+        !logs.contains(secret_id.trim()),
+        "the secret_id leaked into the logs"
+    );
 }
 
 #[tokio::test]
