@@ -579,7 +579,7 @@ fn binary_drains_and_exits_zero_on_sigterm() {
     std::fs::write(dir.join("tls.crt"), cert).expect("write");
     std::fs::write(dir.join("tls.key"), key).expect("write");
     let health = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hush-injector"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hush-injector"))
         .args(["--sidecar-image", "img:1"])
         .arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
