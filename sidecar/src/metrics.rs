@@ -50,6 +50,13 @@ impl Metrics {
     /// Registers every metric under the `hush_sidecar` prefix.
     pub fn new() -> Metrics {
         let mut r = Registry::with_prefix("hush_sidecar");
+        // AWS API requests by operation (the provider counts them; registered here so that
+        // "at most ceil(N/20) calls per unchanged cycle" can be watched in production).
+        r.register(
+            "aws_api_calls",
+            "AWS API requests sent, by operation",
+            crate::aws::api_calls(),
+        );
         let fetches = Family::<Labels, Counter>::default();
         r.register(
             "fetches",

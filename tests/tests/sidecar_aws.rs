@@ -451,10 +451,7 @@ fn forward_requests(
             Ok(n) => n,
         };
         pending.extend_from_slice(&buf[..n]);
-        loop {
-            let Some(head_end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                break;
-            };
+        while let Some(head_end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&pending[..head_end]).to_ascii_lowercase();
             let len: usize = head
                 .lines()
