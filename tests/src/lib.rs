@@ -4,5 +4,6 @@
 
 pub mod cluster;
 pub mod env;
+pub mod harness;
 pub mod kube;
 pub mod pod_runner;

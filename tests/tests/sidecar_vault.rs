@@ -11,10 +11,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hush_sidecar::config::{
@@ -23,6 +23,7 @@ use hush_sidecar::config::{
 };
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
+use hush_tests::harness::{free_port, metric, notification_listener, sidecar_bin};
 
 /// Generous upper bound for anything that should happen "soon"; tests never assert speed.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -68,14 +69,6 @@ fn bao_stdin(env: &TestEnv, args: &[&str], stdin: &str) {
         args.first(),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -324,19 +317,6 @@ impl Drop for Sidecar {
     }
 }
 
-fn sidecar_bin() -> PathBuf {
-    // tests/ does not own the binary target, so find it next to this test executable.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("hush-sidecar");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
-
 fn probe(fx: &Fixture) -> bool {
     Command::new(sidecar_bin())
         .arg("probe")
@@ -358,51 +338,6 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
-}
-
-/// The value of one sample line in a Prometheus exposition, matched by its full name and labels.
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// A loopback HTTP listener that counts POSTs.
-async fn notification_listener() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/reload",
-        listener.local_addr().unwrap().port()
-    );
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                if got.starts_with(b"POST /reload ") {
-                    c.fetch_add(1, Ordering::SeqCst);
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (url, count)
 }
 
 #[tokio::test]
