@@ -3,30 +3,17 @@
 //! through `kubectl apply`, the apiserver applies our patches and enforces Pod Security
 //! "restricted", and the injected sidecar runs from the stored spec through the pod runner.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hush_sidecar::SidecarConfig;
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
+use hush_tests::harness::sidecar_bin;
 use hush_tests::kube::InjectorFixture;
 use hush_tests::pod_runner::{RunSpec, Sandbox, run_container};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-
-fn sidecar_bin() -> PathBuf {
-    // tests/ does not own the binary target, so find it next to this test executable.
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("hush-sidecar");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
 
 fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hush_tests::cluster;
 use hush_tests::env::TestEnv;
+use hush_tests::harness::free_port;
 use hush_tests::kube::InjectorFixture;
 use hush_tests::pod_runner::{RunSpec, RunningContainer, run_container};
 use k8s_openapi::ByteString;
@@ -176,13 +177,6 @@ metadata:
         drop: ["ALL"]
 "#
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// The sidecar container of the stored spec, with metrics on a free loopback port.
