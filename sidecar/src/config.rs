@@ -741,7 +741,8 @@ pub(crate) fn check_mode_bits(mode: u32) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn check_role_name(r: &str) -> Result<(), String> {
+/// A Vault role name as the parser and the injector accept it: 1 to 128 of `[A-Za-z0-9._-]`.
+pub fn check_role_name(r: &str) -> Result<(), String> {
     if r.is_empty() || r.len() > 128 {
         return Err("a role name must be 1 to 128 characters long".into());
     }

@@ -7,3 +7,4 @@ pub mod env;
 pub mod harness;
 pub mod kube;
 pub mod pod_runner;
+pub mod sidecar_pod;

@@ -1,18 +1,18 @@
 //! End-to-end tests of `hush-sidecar` against the real OpenBao (TLS), PostgreSQL and kube-apiserver.
-//! Each test runs the built binary as a process with a `HUSH_CONFIG` built from the typed
-//! `SidecarConfig`, logs in with Vault's kubernetes auth using a TokenRequest token minted by the
-//! real apiserver, and checks what a user relies on: the files, their modes, notifications, leases
-//! in PostgreSQL, behaviour during an outage, and that a canary value never leaks.
-//!
-//! The sidecar's fixed `/hush/...` paths are re-rooted under a temp dir with `HUSH_ROOT`, and its
-//! metrics listen on a loopback port chosen by the test (`HUSH_METRICS_ADDR`).
+//! Each test stores an injected pod in the real apiserver (the annotations of its typed
+//! `SidecarConfig`, through the injector's own `mutate`) and runs its `hush-sidecar` container from
+//! the stored spec with the pod runner: UID 65532, no capabilities, `no_new_privs`, the secrets on
+//! a real tmpfs, and Vault's kubernetes auth with the projected token that the runner mints by
+//! TokenRequest for the spec's audience. The tests check what a user relies on: the files, their
+//! modes, notifications, leases in PostgreSQL, behaviour during an outage, and that a canary value
+//! never leaks.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,10 +23,11 @@ use hush_sidecar::config::{
 };
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
-use hush_tests::harness::{free_port, metric, notification_listener, sidecar_bin};
-
-/// Generous upper bound for anything that should happen "soon"; tests never assert speed.
-const PATIENCE: Duration = Duration::from_secs(60);
+use hush_tests::harness::{free_port, metric, notification_listener};
+use hush_tests::sidecar_pod::{Launch, SidecarPod, probe_on, wait_for};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use rustix::process::Signal;
 
 fn bao(env: &TestEnv) -> Command {
     let mut c = Command::new(&env.bao_bin);
@@ -71,27 +72,15 @@ fn bao_stdin(env: &TestEnv, args: &[&str], stdin: &str) {
     );
 }
 
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A namespace, ServiceAccount, Vault policy and kubernetes-auth role, and a sidecar root dir
-/// holding a TokenRequest token for the `vault` audience.
+/// A namespace with the ServiceAccount `app`, a Vault policy, and a kubernetes-auth role bound to
+/// that ServiceAccount for the `vault` audience.
 struct Fixture {
     env: TestEnv,
+    client: kube::Client,
     ns: String,
     role: String,
-    root: PathBuf,
     /// KV prefix owned by this test: `secret/<prefix>/...`.
     prefix: String,
-    jwt: String,
 }
 
 impl Fixture {
@@ -127,18 +116,12 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
                 &format!("token_max_ttl={}", max_ttl.unwrap_or("0")),
             ],
         );
-        let jwt = cluster::token(&client, &ns, "app", "vault", 3600).await;
-        let root = std::env::temp_dir().join(unique_name("hush-sidecar-e2e"));
-        let token_dir = root.join("hush/token");
-        std::fs::create_dir_all(&token_dir).unwrap();
-        std::fs::write(token_dir.join("token"), &jwt).unwrap();
         Fixture {
             env,
+            client,
             ns,
             role,
-            root,
             prefix,
-            jwt,
         }
     }
 
@@ -192,20 +175,27 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
         }
     }
 
-    fn secrets(&self) -> PathBuf {
-        self.root.join("hush/secrets")
-    }
-
-    fn read(&self, file: &str) -> Option<String> {
-        std::fs::read_to_string(self.secrets().join(file)).ok()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // Sidecars are dropped (killed) before their fixture; their logs were already shown on
-        // failure.
-        let _ = std::fs::remove_dir_all(&self.root);
+    /// Stores the injected pod for `cfg` and runs its sidecar (`run` or `once`) with the pod
+    /// runner.
+    async fn start(
+        &self,
+        cfg: &SidecarConfig,
+        cmd: &str,
+        extra_env: &[(&str, &str)],
+    ) -> SidecarPod {
+        SidecarPod::start(Launch {
+            env: &self.env,
+            client: &self.client,
+            namespace: &self.ns,
+            service_account: "app",
+            cfg,
+            command: cmd,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await
     }
 }
 
@@ -217,127 +207,6 @@ fn file(name: &str, source: &str, mode: u32) -> FileSpec {
         template: None,
         mode,
     }
-}
-
-/// The sidecar process; killed on drop if still running.
-struct Sidecar {
-    child: Child,
-    log: PathBuf,
-    metrics: SocketAddr,
-}
-
-impl Sidecar {
-    fn start(fx: &Fixture, cfg: &SidecarConfig, cmd: &str, extra_env: &[(&str, &str)]) -> Sidecar {
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = fx.root.join(format!("{}.log", unique_name(cmd)));
-        let logf = std::fs::File::create(&log).unwrap();
-        let mut c = Command::new(sidecar_bin());
-        c.arg(cmd)
-            .env_clear()
-            .env("HUSH_CONFIG", cfg.to_json())
-            .env("HUSH_ROOT", &fx.root)
-            .env("HUSH_METRICS_ADDR", metrics.to_string())
-            .stdout(Stdio::from(logf.try_clone().unwrap()))
-            .stderr(Stdio::from(logf));
-        for (k, v) in extra_env {
-            c.env(k, v);
-        }
-        let child = c
-            .spawn()
-            .expect("start hush-sidecar (cargo build --workspace first)");
-        Sidecar {
-            child,
-            log,
-            metrics,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "hush-sidecar did not exit; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn started(&mut self, fx: &Fixture) {
-        let start = Instant::now();
-        loop {
-            if probe(fx) {
-                return;
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!(
-                    "hush-sidecar exited with {st} before starting; logs:\n{}",
-                    self.logs()
-                );
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "not started; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn metrics_text(&self) -> String {
-        http_get(self.metrics, "/metrics")
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn probe(fx: &Fixture) -> bool {
-    Command::new(sidecar_bin())
-        .arg("probe")
-        .env_clear()
-        .env("HUSH_ROOT", &fx.root)
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[tokio::test]
@@ -357,15 +226,24 @@ async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notific
         5,
         OnChange::Http { url },
     );
-    assert!(!probe(&fx), "the probe must fail before the first fetch");
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    // The startup probe, run from the stored spec as the kubelet runs it: it passes on this pod's
+    // volumes, and holds back a pod whose sidecar has not written anything yet.
+    assert!(
+        sc.probe().await,
+        "the probe passes once the files are written"
+    );
+    assert!(
+        !probe_on(&fx.client, &sc.pod, BTreeMap::new()).await,
+        "the probe must fail before the first fetch"
+    );
 
-    assert_eq!(fx.read("password").as_deref(), Some("first-pass"));
-    assert_eq!(fx.read("user").as_deref(), Some("alice"));
+    assert_eq!(sc.read_string("password").as_deref(), Some("first-pass"));
+    assert_eq!(sc.read_string("user").as_deref(), Some("alice"));
     use std::os::unix::fs::PermissionsExt;
     let mode = |f: &str| {
-        std::fs::metadata(fx.secrets().join(f))
+        std::fs::metadata(sc.secrets().join(f))
             .unwrap()
             .permissions()
             .mode()
@@ -373,6 +251,15 @@ async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notific
     };
     assert_eq!(mode("password"), 0o444);
     assert_eq!(mode("user"), 0o400);
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(sc.secrets().join("password")).unwrap();
+        assert_eq!(
+            meta.uid(),
+            65532,
+            "written by the non-root sidecar, no chown"
+        );
+    }
     assert_eq!(
         count.load(Ordering::SeqCst),
         0,
@@ -382,7 +269,7 @@ async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notific
     fx.put("app", &[("password", "second-pass"), ("user", "alice")]);
     let put_at = Instant::now();
     wait_for("the new version on disk", || {
-        (fx.read("password").as_deref() == Some("second-pass")).then_some(())
+        (sc.read_string("password").as_deref() == Some("second-pass")).then_some(())
     })
     .await;
     let took = put_at.elapsed();
@@ -412,10 +299,10 @@ async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notific
         "{m}"
     );
 
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     let st = sc.wait_exit().await;
     assert!(st.success(), "exit status {st}; logs:\n{}", sc.logs());
-    assert_eq!(fx.read("password").as_deref(), Some("second-pass"));
+    assert_eq!(sc.read_string("password").as_deref(), Some("second-pass"));
 }
 
 fn pg_parts(env: &TestEnv) -> (String, String, String) {
@@ -496,13 +383,13 @@ async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
         600,
         OnChange::Http { url },
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
-    let first_user = fx.read("db-user").unwrap();
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    let first_user = sc.read_string("db-user").unwrap();
     let fetched_at = Instant::now();
     let (user, pass) = wait_for("new credentials before max_ttl", || {
-        let u = fx.read("db-user")?;
-        (u != first_user).then(|| (u, fx.read("db-password").unwrap()))
+        let u = sc.read_string("db-user")?;
+        (u != first_user).then(|| (u, sc.read_string("db-password").unwrap()))
     })
     .await;
     assert!(
@@ -511,7 +398,7 @@ async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
     );
     assert!(count.load(Ordering::SeqCst) >= 1, "the app was notified");
     assert_eq!(psql(&fx.env, &user, &pass, "select 1").unwrap(), "1");
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
 }
 
@@ -533,10 +420,10 @@ async fn dynamic_database_credentials_connect_are_renewed_and_revoked_on_sigterm
         30,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
-    let user = fx.read("db-user").unwrap();
-    let pass = fx.read("db-password").unwrap();
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    let user = sc.read_string("db-user").unwrap();
+    let pass = sc.read_string("db-password").unwrap();
     assert!(!user.is_empty() && !pass.is_empty());
     assert_eq!(psql(env, &user, &pass, "select 1").unwrap(), "1");
 
@@ -547,7 +434,7 @@ async fn dynamic_database_credentials_connect_are_renewed_and_revoked_on_sigterm
     })
     .await;
     assert_eq!(
-        fx.read("db-user").as_deref(),
+        sc.read_string("db-user").as_deref(),
         Some(user.as_str()),
         "renewal keeps the same credentials"
     );
@@ -566,7 +453,7 @@ async fn dynamic_database_credentials_connect_are_renewed_and_revoked_on_sigterm
         "{m}"
     );
 
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     let st = sc.wait_exit().await;
     assert!(st.success(), "exit status {st}; logs:\n{}", sc.logs());
     let (pg_pass, _, _) = pg_parts(env);
@@ -669,13 +556,13 @@ async fn an_outage_keeps_the_files_shows_errors_and_recovers() {
         OnChange::None,
     );
     cfg.operator = fx.operator(&format!("https://{}", proxy.addr));
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
-    assert_eq!(fx.read("token").as_deref(), Some("before-outage"));
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    assert_eq!(sc.read_string("token").as_deref(), Some("before-outage"));
 
     proxy.set_up(false);
     fx.put("svc", &[("token", "during-outage")]);
-    sc.signal("HUP");
+    sc.signal(Signal::HUP);
     let errors = r#"hush_sidecar_errors_total{source="vault",file="token",class="transient"}"#;
     wait_for("a transient error in /metrics", || {
         metric(&sc.metrics_text(), errors).filter(|v| *v >= 1.0)
@@ -684,21 +571,21 @@ async fn an_outage_keeps_the_files_shows_errors_and_recovers() {
     let m = sc.metrics_text();
     assert_eq!(metric(&m, "hush_sidecar_healthy "), Some(0.0), "{m}");
     assert_eq!(
-        fx.read("token").as_deref(),
+        sc.read_string("token").as_deref(),
         Some("before-outage"),
         "the last good file stays during the outage"
     );
 
     proxy.set_up(true);
     wait_for("recovery after the outage", || {
-        (fx.read("token").as_deref() == Some("during-outage")).then_some(())
+        (sc.read_string("token").as_deref() == Some("during-outage")).then_some(())
     })
     .await;
     wait_for("healthy again", || {
         metric(&sc.metrics_text(), "hush_sidecar_healthy ").filter(|v| *v == 1.0)
     })
     .await;
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
 }
 
@@ -719,11 +606,11 @@ async fn a_reader_never_sees_a_mixed_set_during_100_rotations() {
         600,
         OnChange::Http { url },
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let secrets = fx.secrets();
+    let secrets = sc.secrets();
     let expected_len = value(0).len();
     let stop2 = stop.clone();
     let reader = std::thread::spawn(move || {
@@ -758,7 +645,7 @@ async fn a_reader_never_sees_a_mixed_set_during_100_rotations() {
 
     for g in 1..=100 {
         fx.put("pair", &[("a", &value(g)), ("b", &value(g))]);
-        sc.signal("HUP");
+        sc.signal(Signal::HUP);
         wait_for("rotation", || {
             (count.load(Ordering::SeqCst) >= g).then_some(())
         })
@@ -773,8 +660,8 @@ async fn a_reader_never_sees_a_mixed_set_during_100_rotations() {
         100,
         "one notification per rotation"
     );
-    assert_eq!(fx.read("a").unwrap()[..6], *"000100");
-    sc.signal("TERM");
+    assert_eq!(sc.read_string("a").unwrap()[..6], *"000100");
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
 }
 
@@ -789,8 +676,8 @@ async fn the_token_is_renewed_and_replaced_before_its_max_ttl() {
         600,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
     let started = Instant::now();
     wait_for("renewals and a fresh login", || {
         metric(&sc.metrics_text(), "hush_sidecar_token_renewals_total ").filter(|v| *v >= 3.0)
@@ -800,9 +687,9 @@ async fn the_token_is_renewed_and_replaced_before_its_max_ttl() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     fx.put("ttl", &[("v", "two")]);
-    sc.signal("HUP");
+    sc.signal(Signal::HUP);
     wait_for("a read with the current token", || {
-        (fx.read("v").as_deref() == Some("two")).then_some(())
+        (sc.read_string("v").as_deref() == Some("two")).then_some(())
     })
     .await;
     let logs = sc.logs();
@@ -814,7 +701,7 @@ async fn the_token_is_renewed_and_replaced_before_its_max_ttl() {
         !logs.contains("no longer valid"),
         "the token never expired under the sidecar:\n{logs}"
     );
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
 }
 
@@ -849,10 +736,22 @@ async fn approle_credentials_come_from_the_mounted_secret() {
             &format!("auth/approle/role/{approle}/secret-id"),
         ],
     );
-    let creds = fx.root.join("hush/credentials");
-    std::fs::create_dir_all(&creds).unwrap();
-    std::fs::write(creds.join("role_id"), role_id.trim()).unwrap();
-    std::fs::write(creds.join("secret_id"), secret_id.trim()).unwrap();
+    // The credentials Secret in the pod's namespace; the injector mounts it into the sidecar only.
+    let creds = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("app-vault-creds".into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("role_id".to_string(), role_id.trim().to_string()),
+            ("secret_id".to_string(), secret_id.trim().to_string()),
+        ])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(fx.client.clone(), &fx.ns)
+        .create(&PostParams::default(), &creds)
+        .await
+        .unwrap();
     let mut cfg = fx.config(
         vec![file(
             "v",
@@ -865,10 +764,10 @@ async fn approle_credentials_come_from_the_mounted_secret() {
     cfg.auth = VaultAuth::AppRole;
     cfg.role = None;
     cfg.credentials_secret = Some("app-vault-creds".into());
-    let mut sc = Sidecar::start(&fx, &cfg, "once", &[]);
+    let mut sc = fx.start(&cfg, "once", &[]).await;
     let st = sc.wait_exit().await;
     assert!(st.success(), "logs:\n{}", sc.logs());
-    assert_eq!(fx.read("v").as_deref(), Some("via-approle"));
+    assert_eq!(sc.read_string("v").as_deref(), Some("via-approle"));
     let logs = sc.logs();
     assert!(
         !logs.contains(secret_id.trim()),
@@ -889,8 +788,8 @@ async fn a_revoked_token_leads_to_a_fresh_login() {
         600,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
     // Find the sidecar's token by its policy (this test's role) and revoke it behind its back.
     let accessors: serde_json::Value = serde_json::from_str(&bao_ok(
         &fx.env,
@@ -919,9 +818,9 @@ async fn a_revoked_token_leads_to_a_fresh_login() {
     }
     assert_eq!(revoked, 1, "exactly one token belongs to this sidecar");
     fx.put("relogin", &[("v", "two")]);
-    sc.signal("HUP");
+    sc.signal(Signal::HUP);
     wait_for("the update after a fresh login", || {
-        (fx.read("v").as_deref() == Some("two")).then_some(())
+        (sc.read_string("v").as_deref() == Some("two")).then_some(())
     })
     .await;
     assert!(
@@ -929,7 +828,7 @@ async fn a_revoked_token_leads_to_a_fresh_login() {
         "logs:\n{}",
         sc.logs()
     );
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
 }
 
@@ -951,19 +850,19 @@ async fn a_secret_deleted_upstream_keeps_the_last_good_file_and_reports_the_erro
         5,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[]);
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
     bao_ok(&fx.env, &["kv", "metadata", "delete", &fx.kv_path("gone")]);
     fx.put("stays", &[("key", "v2")]);
-    sc.signal("HUP");
+    sc.signal(Signal::HUP);
     let errors = r#"hush_sidecar_errors_total{source="vault",file="key",class="permanent"}"#;
     wait_for("a permanent error in /metrics", || {
         metric(&sc.metrics_text(), errors).filter(|v| *v >= 1.0)
     })
     .await;
-    assert_eq!(fx.read("key").as_deref(), Some("last-good"));
+    assert_eq!(sc.read_string("key").as_deref(), Some("last-good"));
     wait_for("the other secret's update despite the error", || {
-        (fx.read("other").as_deref() == Some("v2")).then_some(())
+        (sc.read_string("other").as_deref() == Some("v2")).then_some(())
     })
     .await;
     let m = sc.metrics_text();
@@ -981,7 +880,7 @@ async fn a_secret_deleted_upstream_keeps_the_last_good_file_and_reports_the_erro
         "the log names the failure:\n{logs}"
     );
     assert!(!logs.contains("last-good"));
-    sc.signal("TERM");
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
 }
 
@@ -994,16 +893,16 @@ async fn once_writes_and_exits_and_fails_clearly_when_vault_is_down() {
         5,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "once", &[]);
+    let mut sc = fx.start(&cfg, "once", &[]).await;
     let st = sc.wait_exit().await;
     assert!(st.success(), "logs:\n{}", sc.logs());
-    assert_eq!(fx.read("v").as_deref(), Some("init-value"));
+    assert_eq!(sc.read_string("v").as_deref(), Some("init-value"));
 
     // Nothing listens on this port: every attempt fails until the deadline.
     let mut down = cfg.clone();
     down.operator = fx.operator(&format!("https://127.0.0.1:{}", free_port()));
     down.operator.fetch_deadline = Duration::from_secs(3);
-    let mut sc = Sidecar::start(&fx, &down, "once", &[]);
+    let mut sc = fx.start(&down, "once", &[]).await;
     let st = sc.wait_exit().await;
     assert!(!st.success(), "once must fail when Vault is down");
     let logs = sc.logs();
@@ -1037,23 +936,37 @@ async fn a_canary_never_appears_in_logs_metrics_or_proc() {
         5,
         OnChange::Http { url },
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &[("HUSH_LOG", "trace")]);
-    sc.started(&fx).await;
-    assert_eq!(fx.read("canary").as_deref(), Some(canary.as_str()));
-    // A rotation at trace level, then an error with the canary's field name in play.
+    let mut sc = fx.start(&cfg, "run", &[("HUSH_LOG", "trace")]).await;
+    sc.started().await;
+    assert_eq!(sc.read_string("canary").as_deref(), Some(canary.as_str()));
+    // A rotation at trace level.
     let canary2 = format!("{canary}-2");
     fx.put("canary", &[("value", &canary2), ("other", "x")]);
-    sc.signal("HUP");
+    sc.signal(Signal::HUP);
     wait_for("rotation", || {
-        (fx.read("canary").as_deref() == Some(canary2.as_str())).then_some(())
+        (sc.read_string("canary").as_deref() == Some(canary2.as_str())).then_some(())
     })
     .await;
     let metrics = sc.metrics_text();
-    let environ = std::fs::read(format!("/proc/{}/environ", sc.pid())).unwrap_or_default();
-    sc.signal("TERM");
+    // The test runs as root (the pod runner needs it), so it can read the non-dumpable
+    // sidecar's environ; an empty read would make the check below vacuous.
+    let environ = std::fs::read(format!("/proc/{}/environ", sc.pid())).unwrap();
+    assert!(
+        String::from_utf8_lossy(&environ).contains("HUSH_CONFIG="),
+        "read the sidecar's real environ"
+    );
+    let jwt = std::fs::read_to_string(sc.vault_token_file()).unwrap();
+    assert!(
+        jwt.len() > 100,
+        "the projected token the sidecar logged in with"
+    );
+    sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
     let logs = sc.logs();
     assert!(logs.contains("TRACE"), "the sidecar ran at trace level");
+    // Panic output goes to the same stderr: there must be none (and the panic hook withholds
+    // formatted panic messages anyway; see hush_sidecar::hardening).
+    assert!(!logs.contains("panicked"), "the sidecar panicked:\n{logs}");
     for (what, text) in [
         ("logs", logs.as_bytes()),
         ("metrics", metrics.as_bytes()),
@@ -1062,7 +975,7 @@ async fn a_canary_never_appears_in_logs_metrics_or_proc() {
         let s = String::from_utf8_lossy(text);
         assert!(!s.contains("CANARY-"), "the canary leaked into {what}");
         assert!(
-            !s.contains(&fx.jwt),
+            !s.contains(jwt.trim()),
             "the service-account token leaked into {what}"
         );
         assert!(
