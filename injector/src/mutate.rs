@@ -412,7 +412,10 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
         });
         mounts.push(mount(CREDENTIALS_VOLUME, paths::CREDENTIALS_DIR, true));
     }
-    if sc.has_aws() {
+    // The STS token only with a role to assume: without `hush.dev/aws-role-arn` the SDK's default
+    // chain decides (EKS Pod Identity, or an IRSA env that EKS's own webhook adds), and a token
+    // file without a role would make the sidecar refuse to start.
+    if sc.has_aws() && sc.aws_role_arn.is_some() {
         let audience = sc
             .operator
             .aws
@@ -477,14 +480,14 @@ fn sidecar_container(
         field_env("HUSH_POD_NAMESPACE", "metadata.namespace"),
     ];
     if sc.has_aws() {
-        env.push(self::env(
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            paths::AWS_TOKEN_FILE,
-        ));
         if let Some(arn) = &sc.aws_role_arn {
+            env.push(self::env(
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                paths::AWS_TOKEN_FILE,
+            ));
             env.push(self::env("AWS_ROLE_ARN", arn.clone()));
+            env.push(self::env("AWS_ROLE_SESSION_NAME", "hush-sidecar"));
         }
-        env.push(self::env("AWS_ROLE_SESSION_NAME", "hush-sidecar"));
         if let Some(aws) = &sc.operator.aws {
             env.push(self::env("AWS_REGION", aws.region.clone()));
             if let Some(ep) = &aws.endpoint {

@@ -7,6 +7,10 @@
 //!   limit (the default under Pod Security "restricted", which forbids `IPC_LOCK`) `MCL_FUTURE`
 //!   would make later allocations fail, so we skip it and say so once.
 //!
+//! - a panic hook that prints where a panic happened but withholds any message formatted at run
+//!   time, which could hold a value (`panic!("{x}")`, `expect` on a result); a literal message
+//!   cannot, and is printed.
+//!
 //! `MADV_DONTDUMP` on the individual secret buffers needs `unsafe` (`rustix::mm::madvise` takes a
 //! raw pointer) and the workspace denies unsafe code. It is skipped: with the process non-dumpable
 //! and `RLIMIT_CORE=0`, no core dump is written at all, which covers what `MADV_DONTDUMP` would.
@@ -66,10 +70,56 @@ pub fn harden() -> Hardening {
     h
 }
 
+/// What the panic hook prints: the location, and the message only when it is a literal.
+pub fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let location = info.location().map_or_else(
+        || "an unknown location".to_string(),
+        |l| format!("{}:{}:{}", l.file(), l.line(), l.column()),
+    );
+    let message = info
+        .payload()
+        .downcast_ref::<&'static str>()
+        .copied()
+        .unwrap_or("(message withheld: it was formatted at run time and may hold secret data)");
+    format!("hush-sidecar panicked at {location}: {message}")
+}
+
+/// Replaces the default panic hook (which prints the whole message) with [`panic_report`] on
+/// stderr. Set before any secret is in memory.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| eprintln!("{}", panic_report(info))));
+}
+
 #[allow(clippy::unwrap_used)]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn the_panic_report_withholds_formatted_messages() {
+        let canary = format!("CANARY-{}", std::process::id());
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s2 = seen.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            s2.lock().unwrap().push(panic_report(info));
+        }));
+        let c = canary.clone();
+        let formatted = std::panic::catch_unwind(move || panic!("value is {c}"));
+        let literal = std::panic::catch_unwind(|| panic!("an invariant broke"));
+        std::panic::set_hook(previous);
+        assert!(formatted.is_err() && literal.is_err());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(!seen[0].contains(&canary), "{}", seen[0]);
+        assert!(
+            seen[0].contains("hardening.rs") && seen[0].contains("withheld"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[1].ends_with(": an invariant broke"), "{}", seen[1]);
+    }
 
     #[test]
     fn dumpable_and_core_limit_are_set() {

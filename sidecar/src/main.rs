@@ -54,6 +54,7 @@ fn init_tracing(json: bool, filter: &str) {
 }
 
 fn main() -> ExitCode {
+    hush_sidecar::hardening::install_panic_hook();
     let cli = Cli::parse();
     let env = ProcessEnv;
     // The probe runs every few seconds in every pod: no logging setup, no config parse.

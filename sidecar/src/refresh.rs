@@ -290,9 +290,11 @@ impl Engine {
                 })?;
             let value =
                 provider::select(&held.value, provider::selector(&f.source)).map_err(|reason| {
+                    // Name the reference (a path or secret id, never a value) so the user
+                    // knows which secret lacks the field.
                     Error::Render {
                         file: f.name.clone(),
-                        reason,
+                        reason: format!("{}: {reason}", f.source),
                     }
                 })?;
             let bytes = crate::format::render_capped(f, &value, self.max_file_bytes)?;

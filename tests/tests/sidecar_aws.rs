@@ -1,10 +1,11 @@
 //! End-to-end tests of `hush-sidecar`'s AWS Secrets Manager source against the real moto server
-//! (Secrets Manager and STS) and the real kube-apiserver. Each test runs the built binary as a
-//! process with a `HUSH_CONFIG` built from the typed `SidecarConfig` (the approach of
-//! `sidecar_vault.rs`: fixed `/hush/...` paths re-rooted with `HUSH_ROOT`, metrics on a loopback port
-//! from `HUSH_METRICS_ADDR`), and checks what a user relies on: files byte for byte, rotation with
-//! one notification, the last good file kept when a secret disappears, web identity through STS, and
-//! the number of API calls a refresh costs.
+//! (Secrets Manager and STS) and the real kube-apiserver. Each test stores an injected pod in the
+//! apiserver (its typed `SidecarConfig` as annotations, through the injector's own `mutate`) and
+//! runs the pod's `hush-sidecar` container from the stored spec with the pod runner: UID 65532, no
+//! capabilities, the files on a real tmpfs, and for web identity the `sts.amazonaws.com` token the
+//! runner mints by TokenRequest with the env the injector adds. The tests check what a user relies
+//! on: files byte for byte, rotation with one notification, the last good file kept when a secret
+//! disappears, web identity through STS, and the number of API calls a refresh costs.
 //!
 //! A small loopback TCP proxy sits between the sidecar and moto where calls are counted: it reads
 //! the `x-amz-target` header of every request on the wire, so the counts do not depend on the
@@ -15,10 +16,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
@@ -29,27 +29,18 @@ use hush_sidecar::config::{
 };
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
-use hush_tests::harness::{free_port, metric, notification_listener, sidecar_bin};
+use hush_tests::harness::{metric, notification_listener};
+use hush_tests::sidecar_pod::{Launch, SidecarPod, http_get, wait_for};
 
-/// Generous upper bound for anything that should happen "soon"; tests never assert speed.
-const PATIENCE: Duration = Duration::from_secs(90);
 /// The refresh interval of these tests (the operator minimum is lowered to allow it).
 const REFRESH: Duration = Duration::from_secs(5);
 
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A test's moto client, names and sidecar root dir.
+/// A test's moto client and names, a namespace with the ServiceAccount `app`, and a scratch dir
+/// (the sidecar's HOME, so no profile of this machine can interfere).
 struct Fixture {
     env: TestEnv,
+    client: kube::Client,
+    ns: String,
     sm: Client,
     prefix: String,
     root: PathBuf,
@@ -66,7 +57,12 @@ impl Fixture {
             .await;
         let root = std::env::temp_dir().join(unique_name("hush-aws-e2e"));
         std::fs::create_dir_all(&root).unwrap();
+        let client = cluster::client(&env).await;
+        let ns = cluster::namespace(&client, "aws", false).await;
+        cluster::service_account(&client, &ns, "app").await;
         Fixture {
+            client,
+            ns,
             sm: Client::new(&conf),
             prefix: unique_name("aws"),
             env,
@@ -129,7 +125,7 @@ impl Fixture {
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let cfg = SidecarConfig {
             version: hush_sidecar::config::CONFIG_VERSION,
-            namespace: "default".into(),
+            namespace: self.ns.clone(),
             mode: Mode::Sidecar,
             role: None,
             auth: VaultAuth::Kubernetes,
@@ -147,12 +143,30 @@ impl Fixture {
         cfg
     }
 
-    fn secrets(&self) -> PathBuf {
-        self.root.join("hush/secrets")
+    /// Stores the injected pod for `cfg` and runs its sidecar (`run` or `once`) with the pod
+    /// runner, with `env` added to the container's env.
+    async fn start(&self, cfg: &SidecarConfig, cmd: &str, env: &[(String, String)]) -> SidecarPod {
+        let mut extra_env = vec![(
+            "HUSH_LOG".to_string(),
+            "info,hush_sidecar=debug".to_string(),
+        )];
+        extra_env.extend(env.iter().cloned());
+        SidecarPod::start(Launch {
+            env: &self.env,
+            client: &self.client,
+            namespace: &self.ns,
+            service_account: "app",
+            cfg,
+            command: cmd,
+            extra_env,
+        })
+        .await
     }
+}
 
-    fn read(&self, file: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.secrets().join(file)).ok()
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -191,115 +205,6 @@ fn isolated(fx: &Fixture) -> Vec<(String, String)> {
             fx.root.join("no-aws-credentials").display().to_string(),
         ),
     ]
-}
-
-/// The sidecar process; killed on drop if still running.
-struct Sidecar {
-    child: Child,
-    log: PathBuf,
-    metrics: SocketAddr,
-}
-
-impl Sidecar {
-    fn start(fx: &Fixture, cfg: &SidecarConfig, cmd: &str, env: &[(String, String)]) -> Sidecar {
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = fx.root.join(format!("{}.log", unique_name(cmd)));
-        let logf = std::fs::File::create(&log).unwrap();
-        let mut c = Command::new(sidecar_bin());
-        c.arg(cmd)
-            .env_clear()
-            .env("HUSH_CONFIG", cfg.to_json())
-            .env("HUSH_ROOT", &fx.root)
-            .env("HUSH_METRICS_ADDR", metrics.to_string())
-            .env("HUSH_LOG", "info,hush_sidecar=debug")
-            .stdout(Stdio::from(logf.try_clone().unwrap()))
-            .stderr(Stdio::from(logf));
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let child = c
-            .spawn()
-            .expect("start hush-sidecar (cargo build --workspace first)");
-        Sidecar {
-            child,
-            log,
-            metrics,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "hush-sidecar did not exit; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn started(&mut self, fx: &Fixture) {
-        let start = Instant::now();
-        loop {
-            if probe(fx) {
-                return;
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!(
-                    "hush-sidecar exited with {st} before starting; logs:\n{}",
-                    self.logs()
-                );
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "not started; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn metrics_text(&self) -> String {
-        http_get(self.metrics, "/metrics")
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn probe(fx: &Fixture) -> bool {
-    Command::new(sidecar_bin())
-        .arg("probe")
-        .env_clear()
-        .env("HUSH_ROOT", &fx.root)
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// A loopback HTTP/1.1 proxy in front of moto that records every Secrets Manager operation sent
@@ -483,17 +388,17 @@ async fn string_binary_and_json_secrets_become_files_byte_for_byte() {
         &ep,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "once", &static_keys(&fx));
+    let mut sc = fx.start(&cfg, "once", &static_keys(&fx)).await;
     let st = sc.wait_exit().await;
     assert!(st.success(), "once failed: {st}; logs:\n{}", sc.logs());
 
-    assert_eq!(fx.read("text").unwrap(), text.as_bytes());
-    assert_eq!(fx.read("binary").unwrap(), binary);
-    assert_eq!(fx.read("db-password").unwrap(), b"p@ss\"w0rd");
-    assert_eq!(fx.read("db-port").unwrap(), b"5432");
+    assert_eq!(sc.read("text").unwrap(), text.as_bytes());
+    assert_eq!(sc.read("binary").unwrap(), binary);
+    assert_eq!(sc.read("db-password").unwrap(), b"p@ss\"w0rd");
+    assert_eq!(sc.read("db-port").unwrap(), b"5432");
     // The json format renders every top-level field of the JSON secret.
     let all: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&fx.read("db-json").unwrap()).expect("the json file is JSON");
+        serde_json::from_slice(&sc.read("db-json").unwrap()).expect("the json file is JSON");
     assert_eq!(
         all.keys().map(String::as_str).collect::<Vec<_>>(),
         ["password", "port", "username"]
@@ -505,12 +410,12 @@ async fn string_binary_and_json_secrets_become_files_byte_for_byte() {
         "{:?}",
         all["port"]
     );
-    assert_eq!(fx.read("current").unwrap(), b"version-two");
-    assert_eq!(fx.read("previous").unwrap(), b"version-one");
-    assert_eq!(fx.read("pinned").unwrap(), b"version-one");
+    assert_eq!(sc.read("current").unwrap(), b"version-two");
+    assert_eq!(sc.read("previous").unwrap(), b"version-one");
+    assert_eq!(sc.read("pinned").unwrap(), b"version-one");
     // A raw file of a JSON secret is the document byte for byte, and #json-key still works on it.
-    assert_eq!(fx.read("doc").unwrap(), doc.as_bytes());
-    assert_eq!(fx.read("doc-user").unwrap(), b"app");
+    assert_eq!(sc.read("doc").unwrap(), doc.as_bytes());
+    assert_eq!(sc.read("doc-user").unwrap(), b"app");
     let logs = sc.logs();
     for canary in ["p@ss", "version-one", "version-two", "trailing space"] {
         assert!(
@@ -539,9 +444,9 @@ async fn rotation_updates_the_file_within_one_interval_with_one_notification() {
         &calls.endpoint(),
         OnChange::Http { url },
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
-    sc.started(&fx).await;
-    assert_eq!(fx.read("rotating").unwrap(), b"before-rotation");
+    let mut sc = fx.start(&cfg, "run", &static_keys(&fx)).await;
+    sc.started().await;
+    assert_eq!(sc.read("rotating").unwrap(), b"before-rotation");
     assert_eq!(
         notified.load(Ordering::SeqCst),
         0,
@@ -559,10 +464,10 @@ async fn rotation_updates_the_file_within_one_interval_with_one_notification() {
     let checks_before_put = calls.count("BatchGetSecretValue");
     fx.put_string("rotating", "after-rotation").await;
     wait_for("the rotated value on disk", || {
-        (fx.read("rotating").as_deref() == Some(b"after-rotation".as_slice())).then_some(())
+        (sc.read("rotating").as_deref() == Some(b"after-rotation".as_slice())).then_some(())
     })
     .await;
-    let written_at = std::fs::metadata(fx.secrets().join("rotating"))
+    let written_at = std::fs::metadata(sc.secrets().join("rotating"))
         .unwrap()
         .modified()
         .unwrap();
@@ -588,7 +493,7 @@ async fn rotation_updates_the_file_within_one_interval_with_one_notification() {
         "one rotation must give exactly one notification; logs:\n{}",
         sc.logs()
     );
-    assert_eq!(fx.read("steady").unwrap(), b"never-changes");
+    assert_eq!(sc.read("steady").unwrap(), b"never-changes");
     // The first fetch and the changed value both came with batch calls: no GetSecretValue.
     assert_eq!(calls.count("GetSecretValue"), 0);
     let m = sc.metrics_text();
@@ -623,8 +528,8 @@ async fn a_deleted_secret_keeps_the_last_good_file_and_reports_the_error() {
         &fx.env.aws_endpoint,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &static_keys(&fx)).await;
+    sc.started().await;
 
     fx.sm
         .delete_secret()
@@ -663,9 +568,9 @@ async fn a_deleted_secret_keeps_the_last_good_file_and_reports_the_error() {
         None,
         "{text}"
     );
-    assert_eq!(fx.read("gone").unwrap(), b"last-good-gone");
-    assert_eq!(fx.read("scheduled").unwrap(), b"last-good-scheduled");
-    assert_eq!(fx.read("kept").unwrap(), b"still-here");
+    assert_eq!(sc.read("gone").unwrap(), b"last-good-gone");
+    assert_eq!(sc.read("scheduled").unwrap(), b"last-good-scheduled");
+    assert_eq!(sc.read("kept").unwrap(), b"still-here");
     let logs = sc.logs();
     assert!(
         logs.contains("ResourceNotFoundException") && logs.contains(&fx.name("gone")),
@@ -685,17 +590,11 @@ async fn a_deleted_secret_keeps_the_last_good_file_and_reports_the_error() {
 async fn web_identity_assumes_the_role_at_sts_with_a_projected_token() {
     let fx = Fixture::new().await;
     fx.create_string("irsa", "via-web-identity").await;
-    // A real projected-style token for the STS audience, minted by the real kube-apiserver.
-    // moto's AssumeRoleWithWebIdentity accepts any token, so this proves the wiring (token file,
-    // role, endpoint override reaching STS), not IAM's trust policy.
-    let client = cluster::client(&fx.env).await;
-    let ns = cluster::namespace(&client, "aws-irsa", false).await;
-    cluster::service_account(&client, &ns, "app").await;
-    let jwt = cluster::token(&client, &ns, "app", "sts.amazonaws.com", 3600).await;
-    let token_file = fx.root.join("hush/aws-token/token");
-    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
-    std::fs::write(&token_file, &jwt).unwrap();
-
+    // The injector adds the projected token for the `sts.amazonaws.com` audience, and
+    // AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (from hush.dev/aws-role-arn); the pod runner
+    // mints that token from the real kube-apiserver by TokenRequest. moto's
+    // AssumeRoleWithWebIdentity accepts any token, so this proves the wiring (token file, role,
+    // endpoint override reaching STS), not IAM's trust policy.
     let role = "arn:aws:iam::123456789012:role/hush-e2e-irsa";
     let session = unique_name("hush-irsa").replace('-', "_");
     let mut cfg = fx.config(
@@ -710,17 +609,20 @@ async fn web_identity_assumes_the_role_at_sts_with_a_projected_token() {
     cfg.aws_role_arn = Some(role.to_string());
     cfg.validate().unwrap();
     // No static keys anywhere: the only way to sign the Secrets Manager call is the web identity.
+    // The session name is made unique (over the injector's `hush-sidecar`) to find it in moto.
     let mut env = isolated(&fx);
-    env.push((
-        "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
-        token_file.display().to_string(),
-    ));
-    env.push(("AWS_ROLE_ARN".into(), role.into()));
     env.push(("AWS_ROLE_SESSION_NAME".into(), session.clone()));
-    let mut sc = Sidecar::start(&fx, &cfg, "once", &env);
+    let mut sc = fx.start(&cfg, "once", &env).await;
     let st = sc.wait_exit().await;
     assert!(st.success(), "once failed: {st}; logs:\n{}", sc.logs());
-    assert_eq!(fx.read("irsa").unwrap(), b"via-web-identity");
+    assert_eq!(sc.read("irsa").unwrap(), b"via-web-identity");
+    assert_eq!(
+        sc.run.env.get("AWS_ROLE_ARN").map(String::as_str),
+        Some(role),
+        "the injector passed the role from hush.dev/aws-role-arn"
+    );
+    let jwt = std::fs::read_to_string(sc.run.volume_path("hush-aws-token").join("token")).unwrap();
+    assert!(jwt.len() > 100, "the projected token for STS");
 
     // moto's STS recorded the assumed role with our session name: the call went to the endpoint
     // override, not to sts.amazonaws.com.
@@ -738,7 +640,10 @@ async fn web_identity_assumes_the_role_at_sts_with_a_projected_token() {
         "moto's STS has no session {session}; logs:\n{}",
         sc.logs()
     );
-    assert!(!sc.logs().contains(&jwt), "the token leaked into the logs");
+    assert!(
+        !sc.logs().contains(jwt.trim()),
+        "the token leaked into the logs"
+    );
 }
 
 #[tokio::test]
@@ -752,8 +657,8 @@ async fn a_refresh_of_25_unchanged_secrets_costs_at_most_2_calls() {
     }
     let calls = CallLog::start(&fx.env.aws_endpoint);
     let cfg = fx.config(files, &calls.endpoint(), OnChange::None);
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &static_keys(&fx)).await;
+    sc.started().await;
     let start = calls.snapshot().len();
     let first = calls.count("BatchGetSecretValue");
     assert_eq!(
@@ -808,8 +713,8 @@ async fn aws_api_calls_are_counted_in_metrics() {
     }
     let calls = CallLog::start(&fx.env.aws_endpoint);
     let cfg = fx.config(files, &calls.endpoint(), OnChange::None);
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &static_keys(&fx)).await;
+    sc.started().await;
     wait_for("one refresh cycle", || {
         (calls.count("BatchGetSecretValue") >= 2).then_some(())
     })
@@ -850,8 +755,8 @@ async fn throttling_is_retried_with_backoff_and_the_cached_file_stays() {
         &calls.endpoint(),
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "run", &static_keys(&fx));
-    sc.started(&fx).await;
+    let mut sc = fx.start(&cfg, "run", &static_keys(&fx)).await;
+    sc.started().await;
 
     calls.set_throttle(true);
     let before = calls.count("BatchGetSecretValue");
@@ -879,14 +784,14 @@ async fn throttling_is_retried_with_backoff_and_the_cached_file_stays() {
         None,
         "throttling is not permanent: {m}"
     );
-    assert_eq!(fx.read("t").unwrap(), b"cached-value");
+    assert_eq!(sc.read("t").unwrap(), b"cached-value");
     assert!(sc.logs().contains("ThrottlingException"), "{}", sc.logs());
 
     // When AWS answers again, the next cycle picks up a change.
     fx.put_string("t", "after-throttling").await;
     calls.set_throttle(false);
     wait_for("the new value after throttling ends", || {
-        (fx.read("t").as_deref() == Some(b"after-throttling".as_slice())).then_some(())
+        (sc.read("t").as_deref() == Some(b"after-throttling".as_slice())).then_some(())
     })
     .await;
 }
@@ -955,10 +860,10 @@ async fn the_default_chain_uses_pod_identity_credentials_when_present() {
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
         token_file.display().to_string(),
     ));
-    let mut sc = Sidecar::start(&fx, &cfg, "once", &env);
+    let mut sc = fx.start(&cfg, "once", &env).await;
     let st = sc.wait_exit().await;
     assert!(st.success(), "once failed: {st}; logs:\n{}", sc.logs());
-    assert_eq!(fx.read("podid").unwrap(), b"via-pod-identity");
+    assert_eq!(sc.read("podid").unwrap(), b"via-pod-identity");
     assert!(
         served.load(Ordering::SeqCst) >= 1,
         "the credentials endpoint was not used"
@@ -978,7 +883,7 @@ async fn without_credentials_the_first_fetch_fails_with_the_fix() {
         &fx.env.aws_endpoint,
         OnChange::None,
     );
-    let mut sc = Sidecar::start(&fx, &cfg, "once", &isolated(&fx));
+    let mut sc = fx.start(&cfg, "once", &isolated(&fx)).await;
     let st = sc.wait_exit().await;
     assert!(!st.success(), "once must fail without credentials");
     let logs = sc.logs();
@@ -986,5 +891,39 @@ async fn without_credentials_the_first_fetch_fails_with_the_fix() {
         logs.contains("no AWS credentials") && logs.contains("hush.dev/aws-role-arn"),
         "the error says what is missing and how to fix it:\n{logs}"
     );
-    assert!(fx.read("nocreds").is_none());
+    assert!(sc.read("nocreds").is_none());
+}
+
+#[tokio::test]
+async fn a_missing_json_key_names_the_key_and_the_secret_never_a_value() {
+    let fx = Fixture::new().await;
+    fx.create_string("cfg", r#"{"user":"app","password":"canary-json-pw"}"#)
+        .await;
+    let mut cfg = fx.config(
+        vec![file(
+            "pw",
+            &format!("aws:{}#passwd", fx.name("cfg")),
+            Format::Raw,
+        )],
+        &fx.env.aws_endpoint,
+        OnChange::None,
+    );
+    cfg.operator.fetch_deadline = Duration::from_secs(10);
+    let mut sc = fx.start(&cfg, "once", &static_keys(&fx)).await;
+    let st = sc.wait_exit().await;
+    assert!(!st.success(), "a missing key must fail the init container");
+    let logs = sc.logs();
+    let error = logs
+        .lines()
+        .find(|l| l.contains(r#"no field \"passwd\""#))
+        .unwrap_or_else(|| panic!("no error names the key:\n{logs}"));
+    assert!(
+        error.contains(&fx.name("cfg")) && error.contains("password, user"),
+        "the error names the secret and the keys it has: {error}"
+    );
+    assert!(
+        !logs.contains("canary-json-pw"),
+        "a value leaked into the logs:\n{logs}"
+    );
+    assert!(sc.read("pw").is_none(), "no file from a failed render");
 }
