@@ -16,7 +16,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use hush_injector::config::{InjectorConfig, RawConfig};
-use hush_sidecar::config::{Mode, SidecarConfig, VaultAuth};
+use hush_sidecar::config::{Mode, OnChange, SidecarConfig, VaultAuth};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -83,6 +83,14 @@ pub fn annotations(cfg: &SidecarConfig) -> BTreeMap<String, String> {
     if let Some(arn) = &cfg.aws_role_arn {
         a.insert("hush.dev/aws-role-arn".into(), arn.clone());
     }
+    // `http:` and `none` change nothing in the pod; `signal:` shares the process namespace and
+    // runs the sidecar as the app's user.
+    if let OnChange::Signal { signal, process } = &cfg.on_change {
+        a.insert(
+            "hush.dev/on-change".into(),
+            format!("signal:{}:{process}", signal.name()),
+        );
+    }
     for f in &cfg.files {
         a.insert(format!("hush.dev/secret-{}", f.name), f.source.to_string());
         match &f.template {
@@ -111,8 +119,13 @@ fn injector_config(env: &TestEnv, cfg: &SidecarConfig) -> InjectorConfig {
         Some(r) => format!("allowedRoles:\n  {}: [{r}]\n", cfg.namespace),
         None => String::new(),
     };
+    let signals = if matches!(cfg.on_change, OnChange::Signal { .. }) {
+        "podSecurity:\n  allowShareProcessNamespace: true\n"
+    } else {
+        ""
+    };
     let yaml = format!(
-        "sidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\nvault:\n  addr: {}\n  caFile: {}\n  audience: vault\naws:\n  region: {}\n  endpoint: {}\n{roles}",
+        "sidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\nvault:\n  addr: {}\n  caFile: {}\n  audience: vault\naws:\n  region: {}\n  endpoint: {}\n{roles}{signals}",
         env.vault_addr,
         env.vault_cacert.display(),
         env.aws_region,
@@ -123,7 +136,11 @@ fn injector_config(env: &TestEnv, cfg: &SidecarConfig) -> InjectorConfig {
         .unwrap_or_else(|e| panic!("injector config: {e}"))
 }
 
-/// The annotated app pod before injection: one non-root app container that would read the files.
+/// The app container's user (the pod's `runAsUser`).
+pub const APP_UID: u32 = 1000;
+
+/// The annotated app pod before injection: one non-root app container (UID [`APP_UID`]) that
+/// would read the files.
 fn app_pod(name: &str, ns: &str, sa: &str, annotations: BTreeMap<String, String>) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",

@@ -984,3 +984,87 @@ async fn a_canary_never_appears_in_logs_metrics_or_proc() {
         );
     }
 }
+
+/// `on-change: signal:HUP:<process>`: the injector shares the process namespace and runs the
+/// sidecar as the app's user, so the sidecar (no capabilities) may signal the app. The app runs
+/// from the same stored spec with the pod's shared volumes, as a copy of `/bin/sh` under a unique
+/// name that traps SIGHUP and prints a line for each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_notification_reaches_the_app_once_per_update() {
+    use hush_sidecar::config::Signal as HushSignal;
+    use hush_tests::pod_runner::{RunSpec, run_container};
+    use std::os::unix::fs::MetadataExt;
+
+    let fx = Fixture::new("").await;
+    fx.put("sig", &[("v", "one")]);
+    // `comm` holds at most 15 characters.
+    let process = format!("app{}", &unique_name("").replace('-', "")[..10]);
+    let dir = std::env::temp_dir().join(unique_name("hush-sig"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shell = dir.join(&process);
+    std::fs::copy("/bin/sh", &shell).unwrap();
+    let mut cfg = fx.config(
+        vec![file("v", &format!("vault:{}#v", fx.kv_path("sig")), 0o444)],
+        600,
+        OnChange::Signal {
+            signal: HushSignal::Hup,
+            process: process.clone(),
+        },
+    );
+    cfg.operator.allow_signal = true;
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    let spec = sc.pod.spec.as_ref().unwrap();
+    assert_eq!(spec.share_process_namespace, Some(true));
+    assert_eq!(
+        std::fs::metadata(sc.secrets().join("v")).unwrap().uid(),
+        hush_tests::sidecar_pod::APP_UID,
+        "the sidecar ran as the app's user"
+    );
+
+    let app = run_container(
+        &fx.client,
+        &sc.pod,
+        RunSpec {
+            container: "app".into(),
+            command_override: Some(vec![
+                shell.display().to_string(),
+                "-c".into(),
+                "trap 'echo HUP-RECEIVED' HUP; echo READY; while :; do sleep 0.2; done".into(),
+            ]),
+            shared_volumes: sc.run.volumes.clone(),
+            ..RunSpec::default()
+        },
+    )
+    .await;
+    wait_for("the app to start", || {
+        app.logs().contains("READY").then_some(())
+    })
+    .await;
+    let hups =
+        |app: &hush_tests::pod_runner::RunningContainer| app.logs().matches("HUP-RECEIVED").count();
+    assert_eq!(hups(&app), 0, "no signal for the first write");
+
+    fx.put("sig", &[("v", "two")]);
+    sc.signal(Signal::HUP);
+    wait_for("the app's SIGHUP", || (hups(&app) >= 1).then_some(())).await;
+    assert_eq!(sc.read_string("v").as_deref(), Some("two"));
+    // An unchanged refresh sends nothing.
+    let cycles = || metric(&sc.metrics_text(), "hush_sidecar_refresh_cycles_total ");
+    let before = cycles().expect("the refresh cycle counter");
+    sc.signal(Signal::HUP);
+    wait_for("an unchanged refresh cycle", || {
+        cycles().filter(|v| *v > before)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hups(&app),
+        1,
+        "exactly one signal per update:\n{}",
+        sc.logs()
+    );
+    drop(app);
+    assert!(sc.terminate().await.success(), "logs:\n{}", sc.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,502 @@
+//! Self-managed TLS against the real kube-apiserver, with exactly the chart's RBAC: a ClusterRole
+//! whose only rule is `patch` on the two webhook configurations by `resourceNames`, bound to a
+//! ServiceAccount whose token is the injectors' only credential. Two injectors (the chart's two
+//! replicas) start before their webhook configurations exist, stay not-ready, and once the
+//! configurations appear with an empty caBundle each adds its own CA. The apiserver then trusts
+//! both: it calls one through the mutating configuration and the other through the validating one,
+//! then the first through the mutating one again after its URL is switched.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_injector::config::RawConfig;
+use hush_injector::server::RunningServer;
+use hush_tests::cluster;
+use hush_tests::env::{TestEnv, unique_name};
+use hush_tests::kube::WEBHOOK_LABEL;
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Config};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+/// The audience the test apiserver accepts for its own tokens (`--api-audiences`).
+const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The chart's ClusterRole and binding (deploy/helm/hush/templates/rbac.yaml) for `config_name`.
+async fn chart_rbac(admin: &Client, config_name: &str, ns: &str, sa: &str) -> String {
+    let role_name = format!("{config_name}-self-managed-tls");
+    let role = ClusterRole {
+        metadata: meta(&role_name),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["admissionregistration.k8s.io".into()]),
+            resources: Some(vec![
+                "mutatingwebhookconfigurations".into(),
+                "validatingwebhookconfigurations".into(),
+            ]),
+            resource_names: Some(vec![config_name.to_string()]),
+            verbs: vec!["patch".into()],
+            non_resource_urls: None,
+        }]),
+        aggregation_rule: None,
+    };
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create ClusterRole");
+    let binding = ClusterRoleBinding {
+        metadata: meta(&role_name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role_name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: sa.to_string(),
+            namespace: Some(ns.to_string()),
+            api_group: None,
+        }]),
+    };
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create ClusterRoleBinding");
+    role_name
+}
+
+/// A client that authenticates with `token` and nothing else (no client certificate).
+fn token_client(env: &TestEnv, token: String) -> Client {
+    let mut config = Config::new(env.kube_server.parse().expect("apiserver URL"));
+    config.root_cert_file = Some(env.kube_ca.clone());
+    config.auth_info.token = Some(token.into());
+    Client::try_from(config).expect("token client")
+}
+
+fn rule(group: &str, resources: &[&str], ops: &[&str]) -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec![group.to_string()]),
+        api_versions: Some(vec!["v1".to_string()]),
+        operations: Some(ops.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        scope: Some("Namespaced".to_string()),
+    }
+}
+
+/// Like the chart's webhooks (and tests/src/kube.rs), but with no caBundle at all, as the chart
+/// renders them in selfManaged mode, and each configuration pointing at its own injector.
+async fn register_webhooks(
+    admin: &Client,
+    name: &str,
+    selector: &str,
+    mutate_port: u16,
+    validate_port: u16,
+) {
+    let ns_selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            WEBHOOK_LABEL.to_string(),
+            selector.to_string(),
+        )])),
+        match_expressions: None,
+    };
+    let client_config = |port: u16, path: &str| WebhookClientConfig {
+        ca_bundle: None,
+        url: Some(format!("https://127.0.0.1:{port}{path}")),
+        service: None,
+    };
+    let has_hush = |m: &str| {
+        format!("has({m}.annotations) && {m}.annotations.exists(k, k.startsWith('hush.dev/'))")
+    };
+    let mutating = MutatingWebhookConfiguration {
+        metadata: meta(name),
+        webhooks: Some(vec![MutatingWebhook {
+            name: "pods.inject.hush.dev".into(),
+            admission_review_versions: vec!["v1".into()],
+            client_config: client_config(mutate_port, "/mutate"),
+            failure_policy: Some("Fail".into()),
+            match_conditions: Some(vec![MatchCondition {
+                name: "hush-annotations".into(),
+                expression: has_hush("object.metadata"),
+            }]),
+            namespace_selector: Some(ns_selector.clone()),
+            reinvocation_policy: Some("IfNeeded".into()),
+            rules: Some(vec![rule("", &["pods"], &["CREATE"])]),
+            side_effects: "None".into(),
+            timeout_seconds: Some(10),
+            ..MutatingWebhook::default()
+        }]),
+    };
+    let validating = ValidatingWebhookConfiguration {
+        metadata: meta(name),
+        webhooks: Some(vec![
+            ValidatingWebhook {
+                name: "workloads.validate.hush.dev".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: client_config(validate_port, "/validate"),
+                failure_policy: Some("Fail".into()),
+                match_conditions: Some(vec![MatchCondition {
+                    name: "hush-annotations".into(),
+                    expression: format!(
+                        "has(object.spec.template.metadata) && {}",
+                        has_hush("object.spec.template.metadata")
+                    ),
+                }]),
+                namespace_selector: Some(ns_selector.clone()),
+                rules: Some(vec![rule("apps", &["deployments"], &["CREATE", "UPDATE"])]),
+                side_effects: "None".into(),
+                timeout_seconds: Some(10),
+                ..ValidatingWebhook::default()
+            },
+            // A second entry, so the test sees every webhook of a configuration patched.
+            ValidatingWebhook {
+                name: "jobs.validate.hush.dev".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: client_config(validate_port, "/validate"),
+                failure_policy: Some("Fail".into()),
+                namespace_selector: Some(ns_selector),
+                rules: Some(vec![rule("batch", &["jobs"], &["CREATE", "UPDATE"])]),
+                side_effects: "None".into(),
+                timeout_seconds: Some(10),
+                ..ValidatingWebhook::default()
+            },
+        ]),
+    };
+    Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .create(&PostParams::default(), &mutating)
+        .await
+        .expect("create MutatingWebhookConfiguration");
+    Api::<ValidatingWebhookConfiguration>::all(admin.clone())
+        .create(&PostParams::default(), &validating)
+        .await
+        .expect("create ValidatingWebhookConfiguration");
+}
+
+/// The injector's config: self-managed TLS for `name`, with 127.0.0.1 as an extra SAN because the
+/// webhooks call it by URL, and no certificate or key file.
+fn injector_config(env: &TestEnv, name: &str) -> hush_injector::InjectorConfig {
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  healthListen: 127.0.0.1:0\n  selfManagedTls:\n    enabled: true\n    service: hush.hush-system.svc\n    webhookConfiguration: {name}\n    validityDays: 1\n    extraSans: ['127.0.0.1']\nsidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\nvault:\n  addr: {}\n  caFile: {}\n  audience: vault\nallowedRoles:\n  '*': [app-e2e]\n",
+        env.vault_addr,
+        env.vault_cacert.display()
+    );
+    RawConfig::from_yaml(&yaml, "self-managed test")
+        .and_then(RawConfig::build)
+        .expect("valid self-managed config")
+}
+
+fn pod(name: &str, annotations: &[(&str, &str)]) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "annotations": annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
+        },
+        "spec": {
+            "serviceAccountName": "app",
+            "containers": [{"name": "app", "image": "registry.example/app:1"}],
+        },
+    }))
+    .expect("pod")
+}
+
+const INJECT: [(&str, &str); 3] = [
+    ("hush.dev/inject", "true"),
+    ("hush.dev/role", "app-e2e"),
+    ("hush.dev/secret-db", "vault:secret/data/e2e/db#password"),
+];
+
+/// Every CA (DER) in each webhook's caBundle of both configurations, read with the admin client.
+async fn bundles(admin: &Client, name: &str) -> Vec<Vec<Vec<u8>>> {
+    let parse = |b: Option<k8s_openapi::ByteString>| -> Vec<Vec<u8>> {
+        let bytes = b.map(|b| b.0).unwrap_or_default();
+        CertificateDer::pem_slice_iter(&bytes)
+            .map(|d| d.expect("PEM certificate").as_ref().to_vec())
+            .collect()
+    };
+    let m = Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .get(name)
+        .await
+        .expect("get mutating");
+    let v = Api::<ValidatingWebhookConfiguration>::all(admin.clone())
+        .get(name)
+        .await
+        .expect("get validating");
+    let mut out: Vec<_> = m
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| parse(w.client_config.ca_bundle))
+        .collect();
+    out.extend(
+        v.webhooks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| parse(w.client_config.ca_bundle)),
+    );
+    out
+}
+
+/// The CA in `bundle` that the certificate `server` serves verifies against, for 127.0.0.1.
+fn served_ca(server: &RunningServer, bundle: &[Vec<u8>]) -> Vec<u8> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    let ck = server.certs.current();
+    let ip = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    bundle
+        .iter()
+        .find(|ca| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(ca.to_vec()))
+                .expect("CA parses");
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            )
+            .build()
+            .expect("verifier")
+            .verify_server_cert(&ck.cert[0], &[], &ip, &[], UnixTime::now())
+            .is_ok()
+        })
+        .unwrap_or_else(|| panic!("no CA in the bundle verifies the served certificate"))
+        .clone()
+}
+
+/// Retries a server-side dry-run create of `pod` until the apiserver's answer satisfies `done`
+/// (webhook configuration changes reach its admission chain asynchronously).
+async fn until_admission<T>(
+    pods: &Api<Pod>,
+    pod: &Pod,
+    what: &str,
+    done: impl Fn(&Result<Pod, kube::Error>) -> Option<T>,
+) -> T {
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let start = Instant::now();
+    loop {
+        let r = pods.create(&pp, pod).await;
+        if let Some(t) = done(&r) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: last answer {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn injected(r: &Result<Pod, kube::Error>) -> Option<()> {
+    let pod = r.as_ref().ok()?;
+    let inits = pod.spec.as_ref()?.init_containers.as_ref()?;
+    (inits.first()?.name == "hush-sidecar").then_some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
+    let env = TestEnv::load();
+    let admin = cluster::client(&env).await;
+    let name = unique_name("hush-sm");
+    let selector = unique_name("sm");
+
+    // The injectors' identity: a ServiceAccount with the chart's patch-only ClusterRole.
+    let system_ns = cluster::namespace(&admin, "sm-system", false).await;
+    cluster::service_account(&admin, &system_ns, "hush").await;
+    let role = chart_rbac(&admin, &name, &system_ns, "hush").await;
+    let token = cluster::token(&admin, &system_ns, "hush", API_AUDIENCE, 3600).await;
+    let client = token_client(&env, token);
+    // The token really is that narrow: it may not even read its own configuration.
+    let get = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(&name)
+        .await;
+    assert!(
+        matches!(&get, Err(kube::Error::Api(s)) if s.code == 403),
+        "get must be forbidden: {get:?}"
+    );
+
+    // Two replicas, started before their webhook configurations exist (as Helm may order it).
+    let cfg = injector_config(&env, &name);
+    assert!(
+        cfg.server.tls_cert_file.is_none() && cfg.server.tls_key_file.is_none(),
+        "self-managed TLS has no certificate or key file"
+    );
+    let a = RunningServer::start_with_client(cfg.clone(), client.clone())
+        .await
+        .expect("replica a starts");
+    let b = RunningServer::start_with_client(cfg, client.clone())
+        .await
+        .expect("replica b starts");
+    for s in [&a, &b] {
+        // In memory only: the resolver has no files behind it.
+        assert!(format!("{:?}", s.certs).contains("memory"), "{:?}", s.certs);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !a.is_ready() && !b.is_ready(),
+        "not ready before the CA is published"
+    );
+    let readyz = get_readyz(a.health_addr).await;
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+
+    register_webhooks(
+        &admin,
+        &name,
+        &selector,
+        a.https_addr.port(),
+        b.https_addr.port(),
+    )
+    .await;
+    let start = Instant::now();
+    while !(a.is_ready() && b.is_ready()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "both replicas publish their CA"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let readyz = get_readyz(a.health_addr).await;
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+
+    // Both CAs are in every webhook's bundle of both configurations, and nothing else is.
+    let all = bundles(&admin, &name).await;
+    assert_eq!(all.len(), 3, "one mutating and two validating webhooks");
+    let ca_a = served_ca(&a, &all[0]);
+    let ca_b = served_ca(&b, &all[0]);
+    assert_ne!(ca_a, ca_b, "each replica has its own CA");
+    for bundle in &all {
+        assert_eq!(bundle.len(), 2, "exactly the two replicas' CAs");
+        assert!(bundle.contains(&ca_a) && bundle.contains(&ca_b));
+    }
+
+    // The apiserver trusts both self-made certificates.
+    let app_ns = cluster::namespace(&admin, "sm-app", false).await;
+    let patch = serde_json::json!({"metadata": {"labels": {WEBHOOK_LABEL: selector}}});
+    Api::<Namespace>::all(admin.clone())
+        .patch(&app_ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label namespace");
+    cluster::service_account(&admin, &app_ns, "app").await;
+    let pods = Api::<Pod>::namespaced(admin.clone(), &app_ns);
+
+    // Replica a, through the mutating configuration: the pod is mutated.
+    until_admission(&pods, &pod("dry", &INJECT), "replica a injects", injected).await;
+    let created = pods
+        .create(&PostParams::default(), &pod("web", &INJECT))
+        .await
+        .expect("annotated pod is admitted");
+    assert_eq!(
+        injected(&Ok(created)),
+        Some(()),
+        "the stored pod has the sidecar"
+    );
+    // ... and a typo is rejected, with the closest valid key named.
+    let typo = pods
+        .create(
+            &PostParams::default(),
+            &pod(
+                "typo",
+                &[("hush.dev/inject", "true"), ("hush.dev/refesh", "5m")],
+            ),
+        )
+        .await;
+    let msg = format!("{typo:?}");
+    assert!(
+        typo.is_err() && msg.contains("hush.dev/refresh"),
+        "typo rejected: {msg}"
+    );
+
+    // Replica b, through the validating configuration: a Deployment with a typo is rejected.
+    let deploy: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "typo"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "typo"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "typo"},
+                    "annotations": {"hush.dev/injcet": "true"},
+                },
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+            },
+        },
+    }))
+    .expect("deployment");
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &app_ns);
+    let denied = deployments.create(&PostParams::default(), &deploy).await;
+    let msg = format!("{denied:?}");
+    assert!(
+        denied.is_err() && msg.contains("hush.dev/inject"),
+        "replica b rejects the typo: {msg}"
+    );
+
+    // Replica b through the mutating configuration too (as a Service would balance them).
+    // A strategic merge patch: `webhooks` merges by name, so only this URL changes.
+    let switch = serde_json::json!({"webhooks": [{
+        "name": "pods.inject.hush.dev",
+        "clientConfig": {"url": format!("https://127.0.0.1:{}/mutate", b.https_addr.port())},
+    }]});
+    Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Strategic(switch))
+        .await
+        .expect("point the mutating webhook at replica b");
+    assert_eq!(
+        bundles(&admin, &name).await[0].len(),
+        2,
+        "the URL switch left the caBundle alone"
+    );
+    let before = b.metrics().encode();
+    until_admission(&pods, &pod("dry-b", &INJECT), "replica b injects", |r| {
+        let calls_b = b.metrics().encode();
+        (injected(r).is_some() && calls_b != before).then_some(())
+    })
+    .await;
+
+    // Clean up what is global to the apiserver (namespaces never finish deleting here).
+    let dp = DeleteParams::default();
+    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<ValidatingWebhookConfiguration>::all(admin.clone())
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
+        .delete(&role, &dp)
+        .await;
+    let _ = Api::<ClusterRole>::all(admin.clone())
+        .delete(&role, &dp)
+        .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// GET /readyz over plain HTTP/1.1; returns the raw response.
+async fn get_readyz(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect health port");
+    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.expect("read");
+    out
+}
