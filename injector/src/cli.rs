@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{RawAws, RawConfig, RawResources, RawVault};
+use crate::config::{RawAws, RawConfig, RawResources, RawSelfManagedTls, RawVault};
 use crate::error::{Error, Result};
 
 /// `hush-injector`: the Hush admission webhook.
@@ -30,6 +30,22 @@ pub struct Args {
     /// PEM private key (reloaded when it changes).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Make the serving certificate and its CA in memory and publish the CA in the caBundle of the
+    /// webhook configurations (needs only `patch` on them). Excludes --tls-cert/--tls-key.
+    #[arg(long)]
+    pub self_managed_tls: bool,
+    /// The webhook Service's host name for the certificate: <service>.<namespace>.svc.
+    #[arg(long, value_name = "SERVICE.NAMESPACE.svc")]
+    pub self_managed_tls_service: Option<String>,
+    /// Name of the Mutating- and ValidatingWebhookConfiguration whose caBundle to patch.
+    #[arg(long, value_name = "NAME")]
+    pub self_managed_tls_webhook_configuration: Option<String>,
+    /// Lifetime of the self-made CA and certificate in days (renewed at about 2/3 of it).
+    #[arg(long, value_name = "DAYS")]
+    pub self_managed_tls_validity_days: Option<u32>,
+    /// Extra subject alternative name of the self-made certificate, repeatable (DNS name or IP).
+    #[arg(long = "self-managed-tls-san", value_name = "DNS-OR-IP")]
+    pub self_managed_tls_sans: Vec<String>,
     /// The hush-sidecar image to inject.
     #[arg(long)]
     pub sidecar_image: Option<String>,
@@ -110,6 +126,31 @@ impl Args {
         set(&mut raw.server.health_listen, &self.health_listen);
         set(&mut raw.server.tls_cert_file, &self.tls_cert);
         set(&mut raw.server.tls_key_file, &self.tls_key);
+        let self_managed_flags = self.self_managed_tls
+            || self.self_managed_tls_service.is_some()
+            || self.self_managed_tls_webhook_configuration.is_some()
+            || self.self_managed_tls_validity_days.is_some()
+            || !self.self_managed_tls_sans.is_empty();
+        if self_managed_flags {
+            let sm = raw
+                .server
+                .self_managed_tls
+                .get_or_insert_with(RawSelfManagedTls::default);
+            if self.self_managed_tls {
+                sm.enabled = Some(true);
+            }
+            set(&mut sm.service, &self.self_managed_tls_service);
+            set(
+                &mut sm.webhook_configuration,
+                &self.self_managed_tls_webhook_configuration,
+            );
+            set(&mut sm.validity_days, &self.self_managed_tls_validity_days);
+            if !self.self_managed_tls_sans.is_empty() {
+                sm.extra_sans
+                    .get_or_insert_with(Vec::new)
+                    .extend(self.self_managed_tls_sans.iter().cloned());
+            }
+        }
         set(&mut raw.sidecar.image, &self.sidecar_image);
         set(
             &mut raw.sidecar.image_pull_policy,
@@ -241,6 +282,39 @@ mod tests {
             Some("32Mi")
         );
         assert!(c.pod_security.allow_share_process_namespace);
+    }
+
+    #[test]
+    fn self_managed_flags_as_the_chart_passes_them() {
+        let args = Args::parse_from([
+            "hush-injector",
+            "--self-managed-tls",
+            "--self-managed-tls-service=hush.hush-system.svc",
+            "--self-managed-tls-webhook-configuration=hush",
+            "--self-managed-tls-validity-days=30",
+            "--self-managed-tls-san=127.0.0.1",
+        ]);
+        let file = RawConfig::from_yaml("sidecar: {image: img:1}\n", "f").expect("yaml");
+        let c = args.apply(file).expect("apply").build().expect("build");
+        let sm = c.server.self_managed_tls.expect("self-managed");
+        assert_eq!(sm.webhook_configuration, "hush");
+        assert_eq!(sm.validity, std::time::Duration::from_secs(30 * 86_400));
+        assert!(sm.sans.contains(&"127.0.0.1".to_string()));
+
+        let args = Args::parse_from([
+            "hush-injector",
+            "--self-managed-tls",
+            "--self-managed-tls-service=hush.ns.svc",
+            "--self-managed-tls-webhook-configuration=hush",
+            "--tls-cert=/c",
+            "--tls-key=/k",
+        ]);
+        let file = RawConfig::from_yaml("sidecar: {image: x}\n", "f").expect("yaml");
+        let e = args
+            .apply(file)
+            .and_then(RawConfig::build)
+            .expect_err("exclusive");
+        assert!(e.to_string().contains("cannot be combined"), "{e}");
     }
 
     #[test]

@@ -60,6 +60,27 @@ pub struct RawServer {
     pub max_body_bytes: Option<usize>,
     /// How long SIGTERM waits for in-flight requests, in seconds (default 20).
     pub shutdown_grace_seconds: Option<u64>,
+    /// Self-managed TLS: the injector makes its certificate in memory and publishes its CA in the
+    /// caBundle of its webhook configurations. Excludes `tlsCertFile`/`tlsKeyFile`.
+    pub self_managed_tls: Option<RawSelfManagedTls>,
+}
+
+/// Self-managed TLS settings (flags `--self-managed-tls*`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSelfManagedTls {
+    /// Turns the mode on (the other fields alone do not).
+    pub enabled: Option<bool>,
+    /// The webhook Service's host name, `<service>.<namespace>.svc` (required).
+    pub service: Option<String>,
+    /// Name of the MutatingWebhookConfiguration and the ValidatingWebhookConfiguration whose
+    /// caBundle the injector may patch (required).
+    pub webhook_configuration: Option<String>,
+    /// Lifetime of the CA and the serving certificate, in days (default 365, 1 to 3650). Both are
+    /// renewed at about two thirds of it.
+    pub validity_days: Option<u32>,
+    /// More subject alternative names for the serving certificate: DNS names or IP addresses.
+    pub extra_sans: Option<Vec<String>>,
 }
 
 /// What the injected container looks like.
@@ -174,6 +195,22 @@ pub struct ServerConfig {
     pub tls_reload_interval: Duration,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Set when the certificate is self-managed (then there are no certificate files).
+    pub self_managed_tls: Option<SelfManagedTls>,
+}
+
+/// Validated self-managed TLS settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelfManagedTls {
+    /// `<service>.<namespace>.svc`, the name the apiserver connects to.
+    pub service: String,
+    /// Name of both webhook configurations.
+    pub webhook_configuration: String,
+    /// Lifetime of the CA and the serving certificate.
+    pub validity: Duration,
+    /// Every subject alternative name of the serving certificate: the service's names, then the
+    /// extra ones (an IP address is written as one).
+    pub sans: Vec<String>,
 }
 
 /// Validated sidecar container settings.
@@ -244,11 +281,10 @@ impl RawConfig {
                     ));
                 }
                 for role in roles {
-                    if role.is_empty() || role.chars().any(|c| c.is_control() || c == '/') {
-                        return Err(Error::config(
-                            format!("allowedRoles.{ns}"),
-                            "a role name must be non-empty, without '/' or control characters",
-                        ));
+                    // The sidecar's own rule, so a role the parser would refuse fails at start,
+                    // not at every admission.
+                    if let Err(why) = hush_sidecar::config::check_role_name(role) {
+                        return Err(Error::config(format!("allowedRoles.{ns}"), why));
                     }
                 }
             }
@@ -406,6 +442,17 @@ fn build_server(raw: RawServer) -> Result<ServerConfig> {
             "tlsCertFile and tlsKeyFile must be given together",
         ));
     }
+    let self_managed_tls = match raw.self_managed_tls {
+        Some(sm) => build_self_managed(sm)?,
+        None => None,
+    };
+    if self_managed_tls.is_some() && raw.tls_cert_file.is_some() {
+        return Err(Error::config(
+            "server.selfManagedTls",
+            "self-managed TLS makes its certificate in memory, so it cannot be combined with \
+             tlsCertFile/tlsKeyFile (--tls-cert/--tls-key): remove those, or turn self-managed TLS off",
+        ));
+    }
     Ok(ServerConfig {
         listen: parse_addr("server.listen", raw.listen, "0.0.0.0:8443")?,
         health_listen: parse_addr("server.healthListen", raw.health_listen, "0.0.0.0:8080")?,
@@ -414,7 +461,87 @@ fn build_server(raw: RawServer) -> Result<ServerConfig> {
         tls_reload_interval: Duration::from_secs(interval),
         max_body_bytes: max_body,
         shutdown_grace: Duration::from_secs(grace),
+        self_managed_tls,
     })
+}
+
+/// The longest self-managed certificate lifetime accepted, in days (about ten years).
+pub const MAX_SELF_MANAGED_VALIDITY_DAYS: u32 = 3650;
+
+fn build_self_managed(raw: RawSelfManagedTls) -> Result<Option<SelfManagedTls>> {
+    const F: &str = "server.selfManagedTls";
+    if raw.enabled != Some(true) {
+        let stray = raw.service.is_some()
+            || raw.webhook_configuration.is_some()
+            || raw.validity_days.is_some()
+            || raw.extra_sans.as_ref().is_some_and(|s| !s.is_empty());
+        if stray {
+            return Err(Error::config(
+                format!("{F}.enabled"),
+                "self-managed TLS settings are given but the mode is off: set enabled: true \
+                 (--self-managed-tls) or remove them",
+            ));
+        }
+        return Ok(None);
+    }
+    let service = raw.service.ok_or_else(|| {
+        Error::config(
+            format!("{F}.service"),
+            "is required: the webhook Service's host name, <service>.<namespace>.svc \
+             (--self-managed-tls-service)",
+        )
+    })?;
+    let labels: Vec<&str> = service.split('.').collect();
+    if labels.len() != 3 || labels[2] != "svc" || !labels.iter().all(|l| is_dns_label(l)) {
+        return Err(Error::config(
+            format!("{F}.service"),
+            format!("`{service}` is not <service>.<namespace>.svc (lowercase DNS labels)"),
+        ));
+    }
+    let webhook_configuration = raw.webhook_configuration.ok_or_else(|| {
+        Error::config(
+            format!("{F}.webhookConfiguration"),
+            "is required: the name of the webhook configurations whose caBundle the injector \
+             patches (--self-managed-tls-webhook-configuration)",
+        )
+    })?;
+    if !is_dns_subdomain(&webhook_configuration) {
+        return Err(Error::config(
+            format!("{F}.webhookConfiguration"),
+            format!("`{webhook_configuration}` is not a Kubernetes object name"),
+        ));
+    }
+    let days = raw.validity_days.unwrap_or(365);
+    if !(1..=MAX_SELF_MANAGED_VALIDITY_DAYS).contains(&days) {
+        return Err(Error::config(
+            format!("{F}.validityDays"),
+            format!("must be between 1 and {MAX_SELF_MANAGED_VALIDITY_DAYS}"),
+        ));
+    }
+    // The apiserver connects to <service>.<namespace>.svc; the shorter names cost nothing and
+    // serve in-namespace clients and debugging with a port-forward.
+    let mut sans = vec![
+        labels[0].to_string(),
+        format!("{}.{}", labels[0], labels[1]),
+        service.clone(),
+    ];
+    for san in raw.extra_sans.unwrap_or_default() {
+        if san.parse::<std::net::IpAddr>().is_err() && !is_dns_subdomain(&san) {
+            return Err(Error::config(
+                format!("{F}.extraSans"),
+                format!("`{san}` is neither an IP address nor a lowercase DNS name"),
+            ));
+        }
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
+    Ok(Some(SelfManagedTls {
+        service,
+        webhook_configuration,
+        validity: Duration::from_secs(u64::from(days) * 86_400),
+        sans,
+    }))
 }
 
 fn check_id(field: &str, id: i64) -> Result<i64> {
@@ -615,6 +742,11 @@ fn build_aws(raw: RawAws) -> Result<(AwsSettings, i64)> {
     ))
 }
 
+/// An RFC 1123 subdomain (most object names): dot-separated labels, at most 253 characters.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// An RFC 1123 label (namespace names).
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -687,6 +819,11 @@ mod tests {
                 "sidecar: {image: x}\nallowedRoles: {Bad_NS: [a]}",
                 "allowedRoles.Bad_NS",
             ),
+            // A role the sidecar's parser would refuse fails at start, not at each admission.
+            (
+                "sidecar: {image: x}\nallowedRoles: {'*': ['*']}",
+                "allowedRoles.*",
+            ),
             (
                 "sidecar: {image: x}\nserver: {listen: nowhere}",
                 "server.listen",
@@ -713,6 +850,68 @@ mod tests {
         );
         let c = build("sidecar: {image: x}\nallowedRoles: {team-a: [app]}\n").expect("valid");
         assert_eq!(c.allowed_roles_for("other"), Some(vec![]));
+    }
+
+    #[test]
+    fn self_managed_tls_is_validated_and_excludes_cert_files() {
+        let c = build(
+            "sidecar: {image: x}\nserver:\n  selfManagedTls:\n    enabled: true\n    service: hush.hush-system.svc\n    webhookConfiguration: hush\n    extraSans: ['127.0.0.1']\n",
+        )
+        .expect("valid");
+        let sm = c.server.self_managed_tls.expect("self-managed");
+        assert_eq!(sm.validity, Duration::from_secs(365 * 86_400));
+        assert_eq!(
+            sm.sans,
+            [
+                "hush",
+                "hush.hush-system",
+                "hush.hush-system.svc",
+                "127.0.0.1"
+            ]
+        );
+        assert!(c.server.tls_cert_file.is_none());
+
+        let sm = "server:\n  selfManagedTls: {enabled: true, service: hush.ns.svc, webhookConfiguration: hush";
+        let cases = [
+            (
+                format!("{sm}}}\n  tlsCertFile: /c\n  tlsKeyFile: /k\n"),
+                "cannot be combined with tlsCertFile",
+            ),
+            (
+                "server:\n  selfManagedTls: {enabled: true, webhookConfiguration: hush}\n".into(),
+                "server.selfManagedTls.service",
+            ),
+            (
+                "server:\n  selfManagedTls: {enabled: true, service: hush, webhookConfiguration: hush}\n"
+                    .into(),
+                "<service>.<namespace>.svc",
+            ),
+            (
+                "server:\n  selfManagedTls: {enabled: true, service: hush.ns.svc}\n".into(),
+                "server.selfManagedTls.webhookConfiguration",
+            ),
+            (
+                format!("{sm}, validityDays: 0}}\n"),
+                "server.selfManagedTls.validityDays",
+            ),
+            (
+                format!("{sm}, extraSans: ['not a name']}}\n"),
+                "server.selfManagedTls.extraSans",
+            ),
+            (
+                "server:\n  selfManagedTls: {service: hush.ns.svc}\n".into(),
+                "server.selfManagedTls.enabled",
+            ),
+            (
+                format!("{sm}, validity: 3}}\n"),
+                "validity",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let yaml = format!("sidecar: {{image: x}}\n{yaml}");
+            let e = build(&yaml).expect_err(&yaml);
+            assert!(e.to_string().contains(want), "{yaml}: {e}");
+        }
     }
 
     #[test]

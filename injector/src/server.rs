@@ -2,7 +2,9 @@
 //! and plain HTTP for `/healthz`, `/readyz` and `/metrics`. Bodies over the limit are answered 413
 //! before any parsing (by `Content-Length` when present, else while reading). On shutdown the HTTPS
 //! listener stops accepting, `/readyz` turns 503, and open connections finish their in-flight
-//! requests within the grace period.
+//! requests within the grace period. The certificate comes from files (re-read when they change) or,
+//! in self-managed mode, from [`crate::self_managed`], whose background task publishes the CA; then
+//! `/readyz` also stays 503 until that CA is published.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use crate::config::InjectorConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{Endpoint, Metrics};
 use crate::review::{bad_request, review};
+use crate::self_managed;
 use crate::tls::{ReloadingCert, server_config};
 
 /// How long a client may take to finish the TLS handshake.
@@ -35,7 +38,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Shared {
     cfg: InjectorConfig,
     metrics: Metrics,
+    /// False once shutdown starts.
     ready: AtomicBool,
+    /// False until the apiserver can verify our certificate (self-managed TLS: our CA is in the
+    /// caBundle); always true with certificate files.
+    tls_ready: Arc<AtomicBool>,
 }
 
 /// A started injector: its bound addresses and a handle to stop it.
@@ -50,6 +57,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     https: JoinHandle<()>,
     health: JoinHandle<()>,
+    /// Keeps the certificate fresh: the file watcher, or the self-managed TLS task.
     watcher: JoinHandle<()>,
 }
 
@@ -70,16 +78,39 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 impl RunningServer {
-    /// Binds both listeners, loads the certificate and starts serving.
+    /// Binds both listeners, loads or makes the certificate and starts serving. In self-managed TLS
+    /// mode the Kubernetes client comes from the pod's service account (or `KUBECONFIG`).
     pub async fn start(cfg: InjectorConfig) -> Result<RunningServer> {
-        let (Some(cert), Some(key)) = (&cfg.server.tls_cert_file, &cfg.server.tls_key_file) else {
-            return Err(Error::config(
-                "server.tlsCertFile",
-                "the webhook serves HTTPS only: give tlsCertFile and tlsKeyFile (or --tls-cert/--tls-key)",
-            ));
+        let client = match cfg.server.self_managed_tls {
+            Some(_) => Some(
+                kube::Client::try_default()
+                    .await
+                    .map_err(Error::KubeConfig)?,
+            ),
+            None => None,
         };
-        let certs = ReloadingCert::load(cert, key)?;
-        let acceptor = TlsAcceptor::from(server_config(Arc::clone(&certs))?);
+        Self::start_inner(cfg, client).await
+    }
+
+    /// Like [`Self::start`] in self-managed TLS mode, with the Kubernetes client given (tests pass
+    /// one that holds only a `patch`-only token).
+    pub async fn start_with_client(
+        cfg: InjectorConfig,
+        client: kube::Client,
+    ) -> Result<RunningServer> {
+        if cfg.server.self_managed_tls.is_none() {
+            return Err(Error::config(
+                "server.selfManagedTls",
+                "a Kubernetes client is only used by self-managed TLS, which is off",
+            ));
+        }
+        Self::start_inner(cfg, Some(client)).await
+    }
+
+    async fn start_inner(
+        cfg: InjectorConfig,
+        client: Option<kube::Client>,
+    ) -> Result<RunningServer> {
         let https = bind(cfg.server.listen).await?;
         let health = bind(cfg.server.health_listen).await?;
         let https_addr = https.local_addr().map_err(|source| Error::Bind {
@@ -90,11 +121,32 @@ impl RunningServer {
             addr: cfg.server.health_listen.to_string(),
             source,
         })?;
-        let watcher = certs.spawn_watcher(cfg.server.tls_reload_interval);
+        let (certs, watcher, tls_ready) = match (&cfg.server.self_managed_tls, client) {
+            (Some(sm), Some(client)) => {
+                let tls_ready = Arc::new(AtomicBool::new(false));
+                let (certs, task) = self_managed::start(sm, client, Arc::clone(&tls_ready))?;
+                (certs, task, tls_ready)
+            }
+            _ => {
+                let (Some(cert), Some(key)) = (&cfg.server.tls_cert_file, &cfg.server.tls_key_file)
+                else {
+                    return Err(Error::config(
+                        "server.tlsCertFile",
+                        "the webhook serves HTTPS only: give tlsCertFile and tlsKeyFile \
+                         (--tls-cert/--tls-key), or turn on self-managed TLS (--self-managed-tls)",
+                    ));
+                };
+                let certs = ReloadingCert::load(cert, key)?;
+                let watcher = certs.spawn_watcher(cfg.server.tls_reload_interval);
+                (certs, watcher, Arc::new(AtomicBool::new(true)))
+            }
+        };
+        let acceptor = TlsAcceptor::from(server_config(Arc::clone(&certs))?);
         let shared = Arc::new(Shared {
             cfg,
             metrics: Metrics::new(),
             ready: AtomicBool::new(true),
+            tls_ready,
         });
         let (stop, stop_rx) = watch::channel(false);
         let https_task = tokio::spawn(serve_https(https, acceptor, Arc::clone(&shared), stop_rx));
@@ -110,6 +162,11 @@ impl RunningServer {
             health: health_task,
             watcher,
         })
+    }
+
+    /// Whether `/readyz` answers 200 now.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst) && self.shared.tls_ready.load(Ordering::SeqCst)
     }
 
     /// The metrics of this server.
@@ -317,14 +374,20 @@ fn handle_health(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Byte
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            if shared.ready.load(Ordering::SeqCst) {
-                respond(StatusCode::OK, "text/plain", "ready\n")
-            } else {
+            if !shared.ready.load(Ordering::SeqCst) {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
                     "shutting down\n",
                 )
+            } else if !shared.tls_ready.load(Ordering::SeqCst) {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "self-managed TLS: CA not yet in the webhook configurations' caBundle\n",
+                )
+            } else {
+                respond(StatusCode::OK, "text/plain", "ready\n")
             }
         }
         "/metrics" => respond(

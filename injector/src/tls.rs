@@ -1,9 +1,10 @@
-//! TLS for the webhook, with certificates reloaded from disk without a restart. cert-manager and
-//! Kubernetes Secret volumes replace the files in place (a `..data` symlink swap), so a task re-reads
-//! both files every few seconds; when their bytes changed and the pair parses and matches, the new
-//! pair is swapped in. Each handshake only clones an `Arc` under a read lock. A bad or half-written
-//! pair is logged and ignored: the last good one keeps serving, and open connections are never
-//! touched, so a rotation drops no request.
+//! TLS for the webhook, with certificates swapped at run time without a restart. From files:
+//! cert-manager and Kubernetes Secret volumes replace the files in place (a `..data` symlink swap), so
+//! a task re-reads both files every few seconds; when their bytes changed and the pair parses and
+//! matches, the new pair is swapped in. In memory: self-managed TLS ([`crate::self_managed`]) hands
+//! each renewed pair to [`ReloadingCert::swap`]. Either way each handshake only clones an `Arc` under
+//! a read lock. A bad or half-written pair is logged and ignored: the last good one keeps serving,
+//! and open connections are never touched, so a rotation drops no request.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,28 +17,39 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
 /// A certificate resolver whose pair can be swapped at run time.
 pub struct ReloadingCert {
+    /// Where the pair is re-read from; `None` for an in-memory pair that its owner swaps.
+    files: Option<CertFiles>,
+    state: RwLock<State>,
+}
+
+struct CertFiles {
     cert_path: PathBuf,
     key_path: PathBuf,
-    state: RwLock<State>,
 }
 
 struct State {
     current: Arc<CertifiedKey>,
-    /// The bytes last tried, good or bad, so an unchanged bad pair is not re-parsed and re-logged.
-    last_seen: (Vec<u8>, Vec<u8>),
+    /// The file bytes last tried, good or bad, so an unchanged bad pair is not re-parsed and
+    /// re-logged. Empty for an in-memory pair.
+    last_seen: (Vec<u8>, Zeroizing<Vec<u8>>),
 }
 
 impl fmt::Debug for ReloadingCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingCert")
-            .field("cert_path", &self.cert_path)
-            .field("key_path", &self.key_path)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("ReloadingCert");
+        match &self.files {
+            Some(files) => d
+                .field("cert_path", &files.cert_path)
+                .field("key_path", &files.key_path),
+            None => d.field("source", &"memory"),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -74,11 +86,13 @@ impl ReloadingCert {
     /// Loads the pair once; fails if it is unusable (a server must not start without a cert).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<ReloadingCert>> {
         let cert = read(cert_path)?;
-        let key = read(key_path)?;
+        let key = Zeroizing::new(read(key_path)?);
         let current = Arc::new(certified_key(&cert, &key)?);
         Ok(Arc::new(ReloadingCert {
-            cert_path: cert_path.to_path_buf(),
-            key_path: key_path.to_path_buf(),
+            files: Some(CertFiles {
+                cert_path: cert_path.to_path_buf(),
+                key_path: key_path.to_path_buf(),
+            }),
             state: RwLock::new(State {
                 current,
                 last_seen: (cert, key),
@@ -86,10 +100,38 @@ impl ReloadingCert {
         }))
     }
 
+    /// An in-memory pair that is never read from disk; its owner renews it with [`Self::swap`].
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ReloadingCert>> {
+        let current = Arc::new(certified_key(cert_pem, key_pem)?);
+        Ok(Arc::new(ReloadingCert {
+            files: None,
+            state: RwLock::new(State {
+                current,
+                last_seen: (Vec::new(), Zeroizing::new(Vec::new())),
+            }),
+        }))
+    }
+
+    /// Swaps in a new pair after checking that it parses and matches. New handshakes use it at
+    /// once; open connections keep the pair they were made with. On error the old pair stays.
+    pub fn swap(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<()> {
+        let ck = Arc::new(certified_key(cert_pem, key_pem)?);
+        let mut state = match self.state.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        state.current = ck;
+        Ok(())
+    }
+
     /// Re-reads the files; swaps in a changed, valid pair. Returns whether a new pair is in use.
+    /// An in-memory pair has no files: nothing happens.
     pub fn reload(&self) -> bool {
-        let (cert, key) = match (read(&self.cert_path), read(&self.key_path)) {
-            (Ok(c), Ok(k)) => (c, k),
+        let Some(files) = &self.files else {
+            return false;
+        };
+        let (cert, key) = match (read(&files.cert_path), read(&files.key_path)) {
+            (Ok(c), Ok(k)) => (c, Zeroizing::new(k)),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot read TLS files; keeping the current certificate");
                 return false;
@@ -100,7 +142,7 @@ impl ReloadingCert {
                 Ok(s) => s,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            if state.last_seen.0 == cert && state.last_seen.1 == key {
+            if state.last_seen.0 == cert && *state.last_seen.1 == *key {
                 return false;
             }
         }
@@ -113,7 +155,7 @@ impl ReloadingCert {
         match parsed {
             Ok(ck) => {
                 state.current = Arc::new(ck);
-                tracing::info!(cert = %self.cert_path.display(), "reloaded TLS certificate");
+                tracing::info!(cert = %files.cert_path.display(), "reloaded TLS certificate");
                 true
             }
             Err(e) => {

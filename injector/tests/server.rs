@@ -459,6 +459,48 @@ async fn certificate_rotation_keeps_open_connections_and_serves_the_new_cert() {
     h.server.shutdown().await;
 }
 
+#[tokio::test]
+async fn in_memory_swap_keeps_open_connections_and_refuses_a_bad_pair() {
+    // Self-managed TLS renews through `swap`, not through files: same guarantees.
+    let h = start("swap", "").await;
+    let mut old = connect(h.server.https_addr, &h.pki.ca_pem).await;
+    let (cert, key, der) = h.pki.leaf();
+    let (_, other_key, _) = h.pki.leaf();
+    assert!(
+        h.server
+            .certs
+            .swap(cert.as_bytes(), other_key.as_bytes())
+            .is_err(),
+        "a mismatched pair must not be used"
+    );
+    assert_eq!(
+        connect(h.server.https_addr, &h.pki.ca_pem).await.peer_cert,
+        old.peer_cert
+    );
+    h.server
+        .certs
+        .swap(cert.as_bytes(), key.as_bytes())
+        .expect("a good pair swaps in");
+    let mut fresh = connect(h.server.https_addr, &h.pki.ca_pem).await;
+    assert_eq!(
+        fresh.peer_cert, der,
+        "new handshakes get the new certificate"
+    );
+    for (client, uid) in [(&mut fresh, "new"), (&mut old, "old")] {
+        let (s, v) = client
+            .post(
+                "/mutate",
+                pod_review(uid, good_annotations(), "CREATE").to_string(),
+            )
+            .await;
+        assert_eq!(
+            (s, v["response"]["uid"].as_str()),
+            (StatusCode::OK, Some(uid))
+        );
+    }
+    h.server.shutdown().await;
+}
+
 /// A request body fed by a channel, so a test controls when its bytes arrive.
 struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
 

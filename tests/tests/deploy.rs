@@ -538,9 +538,41 @@ fn self_managed_mode_gets_only_patch_on_its_own_webhook_configurations() {
         deployment["spec"]["template"]["spec"]["automountServiceAccountToken"],
         true
     );
-    // No TLS Secret is mounted: the injector would make its own certificate.
+    // No TLS Secret is mounted: the injector makes its own certificate.
     let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
     assert!(!volumes.contains("secretName"), "{volumes}");
+
+    // The injector accepts the chart's flags and config file together, as the pod runs them.
+    use clap::Parser as _;
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("injector args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    let cli = hush_injector::cli::Args::try_parse_from(
+        std::iter::once("hush-injector".to_string()).chain(args.iter().cloned()),
+    )
+    .unwrap_or_else(|e| panic!("the injector refuses the chart's flags {args:?}: {e}"));
+    let config_map = parsed
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .expect("ConfigMap");
+    let file = config_map["data"]["config.yaml"]
+        .as_str()
+        .expect("config.yaml");
+    let cfg = hush_injector::config::RawConfig::from_yaml(file, "chart config")
+        .and_then(|raw| cli.apply(raw))
+        .and_then(hush_injector::config::RawConfig::build)
+        .unwrap_or_else(|e| panic!("the injector refuses the selfManaged chart: {e}\n{file}"));
+    let sm = cfg.server.self_managed_tls.expect("self-managed TLS is on");
+    assert_eq!(sm.service, format!("{name}.{ns}.svc"));
+    assert_eq!(sm.webhook_configuration, name);
+    assert_eq!(sm.validity, std::time::Duration::from_secs(365 * 86_400));
+    assert!(
+        cfg.server.tls_cert_file.is_none() && cfg.server.tls_key_file.is_none(),
+        "no key material on disk"
+    );
 
     create_namespace(&env, &ns);
     server_dry_run(&env, None, &rendered, "the selfManaged render");

@@ -4,7 +4,9 @@
 //! replicas) start before their webhook configurations exist, stay not-ready, and once the
 //! configurations appear with an empty caBundle each adds its own CA. The apiserver then trusts
 //! both: it calls one through the mutating configuration and the other through the validating one,
-//! then the first through the mutating one again after its URL is switched.
+//! then the second through the mutating one too after its URL is switched. A second test renews a
+//! 45-second certificate under a steady stream of admission requests: none fails, the replica stays
+//! ready, and the bundle ends with only the new CA.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -309,14 +311,22 @@ fn injected(r: &Result<Pod, kube::Error>) -> Option<()> {
     (inits.first()?.name == "hush-sidecar").then_some(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
+/// What both tests need: unique names, and a client holding only a token bound to the chart's
+/// patch-only ClusterRole for the configuration `name`.
+struct Setup {
+    env: TestEnv,
+    admin: Client,
+    name: String,
+    selector: String,
+    role: String,
+    client: Client,
+}
+
+async fn setup() -> Setup {
     let env = TestEnv::load();
     let admin = cluster::client(&env).await;
     let name = unique_name("hush-sm");
     let selector = unique_name("sm");
-
-    // The injectors' identity: a ServiceAccount with the chart's patch-only ClusterRole.
     let system_ns = cluster::namespace(&admin, "sm-system", false).await;
     cluster::service_account(&admin, &system_ns, "hush").await;
     let role = chart_rbac(&admin, &name, &system_ns, "hush").await;
@@ -330,9 +340,65 @@ async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
         matches!(&get, Err(kube::Error::Api(s)) if s.code == 403),
         "get must be forbidden: {get:?}"
     );
+    Setup {
+        env,
+        admin,
+        name,
+        selector,
+        role,
+        client,
+    }
+}
+
+impl Setup {
+    /// A namespace that this test's webhooks select, with the `app` ServiceAccount.
+    async fn app_namespace(&self) -> Api<Pod> {
+        let ns = cluster::namespace(&self.admin, "sm-app", false).await;
+        let patch = serde_json::json!({"metadata": {"labels": {WEBHOOK_LABEL: self.selector}}});
+        Api::<Namespace>::all(self.admin.clone())
+            .patch(&ns, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("label namespace");
+        cluster::service_account(&self.admin, &ns, "app").await;
+        Api::<Pod>::namespaced(self.admin.clone(), &ns)
+    }
+
+    /// Deletes what is global to the apiserver (namespaces never finish deleting here).
+    async fn cleanup(self) {
+        let dp = DeleteParams::default();
+        let _ = Api::<MutatingWebhookConfiguration>::all(self.admin.clone())
+            .delete(&self.name, &dp)
+            .await;
+        let _ = Api::<ValidatingWebhookConfiguration>::all(self.admin.clone())
+            .delete(&self.name, &dp)
+            .await;
+        let _ = Api::<ClusterRoleBinding>::all(self.admin.clone())
+            .delete(&self.role, &dp)
+            .await;
+        let _ = Api::<ClusterRole>::all(self.admin.clone())
+            .delete(&self.role, &dp)
+            .await;
+    }
+}
+
+async fn wait_ready(servers: &[&RunningServer]) {
+    let start = Instant::now();
+    while !servers.iter().all(|s| s.is_ready()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "every replica publishes its CA"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
+    let t = setup().await;
+    let (env, admin, name, selector, client) = (&t.env, &t.admin, &t.name, &t.selector, &t.client);
 
     // Two replicas, started before their webhook configurations exist (as Helm may order it).
-    let cfg = injector_config(&env, &name);
+    let cfg = injector_config(env, name);
     assert!(
         cfg.server.tls_cert_file.is_none() && cfg.server.tls_key_file.is_none(),
         "self-managed TLS has no certificate or key file"
@@ -356,26 +422,19 @@ async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
     assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
 
     register_webhooks(
-        &admin,
-        &name,
-        &selector,
+        admin,
+        name,
+        selector,
         a.https_addr.port(),
         b.https_addr.port(),
     )
     .await;
-    let start = Instant::now();
-    while !(a.is_ready() && b.is_ready()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "both replicas publish their CA"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&[&a, &b]).await;
     let readyz = get_readyz(a.health_addr).await;
     assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
 
     // Both CAs are in every webhook's bundle of both configurations, and nothing else is.
-    let all = bundles(&admin, &name).await;
+    let all = bundles(admin, name).await;
     assert_eq!(all.len(), 3, "one mutating and two validating webhooks");
     let ca_a = served_ca(&a, &all[0]);
     let ca_b = served_ca(&b, &all[0]);
@@ -385,15 +444,24 @@ async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
         assert!(bundle.contains(&ca_a) && bundle.contains(&ca_b));
     }
 
+    // The guard the replicas rely on, exercised with their token: a write that carries a stale
+    // resourceVersion is refused with 409, so no replica can overwrite a bundle it did not read.
+    let stale = serde_json::json!([
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": "1"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ""},
+    ]);
+    let stale = Patch::Json::<()>(serde_json::from_value(stale).expect("JSON patch"));
+    let r = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .patch(name, &PatchParams::default(), &stale)
+        .await;
+    assert!(
+        matches!(&r, Err(kube::Error::Api(s)) if s.code == 409),
+        "a stale write must conflict: {r:?}"
+    );
+
     // The apiserver trusts both self-made certificates.
-    let app_ns = cluster::namespace(&admin, "sm-app", false).await;
-    let patch = serde_json::json!({"metadata": {"labels": {WEBHOOK_LABEL: selector}}});
-    Api::<Namespace>::all(admin.clone())
-        .patch(&app_ns, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("label namespace");
-    cluster::service_account(&admin, &app_ns, "app").await;
-    let pods = Api::<Pod>::namespaced(admin.clone(), &app_ns);
+    let pods = t.app_namespace().await;
+    let app_ns = pods.namespace().unwrap_or_default().to_string();
 
     // Replica a, through the mutating configuration: the pod is mutated.
     until_admission(&pods, &pod("dry", &INJECT), "replica a injects", injected).await;
@@ -454,11 +522,11 @@ async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
         "clientConfig": {"url": format!("https://127.0.0.1:{}/mutate", b.https_addr.port())},
     }]});
     Api::<MutatingWebhookConfiguration>::all(admin.clone())
-        .patch(&name, &PatchParams::default(), &Patch::Strategic(switch))
+        .patch(name, &PatchParams::default(), &Patch::Strategic(switch))
         .await
         .expect("point the mutating webhook at replica b");
     assert_eq!(
-        bundles(&admin, &name).await[0].len(),
+        bundles(admin, name).await[0].len(),
         2,
         "the URL switch left the caBundle alone"
     );
@@ -469,22 +537,99 @@ async fn two_replicas_publish_their_cas_with_patch_only_rbac() {
     })
     .await;
 
-    // Clean up what is global to the apiserver (namespaces never finish deleting here).
-    let dp = DeleteParams::default();
-    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
-        .delete(&name, &dp)
-        .await;
-    let _ = Api::<ValidatingWebhookConfiguration>::all(admin.clone())
-        .delete(&name, &dp)
-        .await;
-    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
-        .delete(&role, &dp)
-        .await;
-    let _ = Api::<ClusterRole>::all(admin.clone())
-        .delete(&role, &dp)
-        .await;
     a.shutdown().await;
     b.shutdown().await;
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_publishes_the_new_ca_first_and_drops_no_request() {
+    let t = setup().await;
+    // A 45 s lifetime (the config only takes days; the library takes any): renewal at about
+    // 2/3, the new CA published 10 s before its certificate is served, all within the lifetime.
+    let mut cfg = injector_config(&t.env, &t.name);
+    if let Some(sm) = cfg.server.self_managed_tls.as_mut() {
+        sm.validity = Duration::from_secs(45);
+    }
+    let a = RunningServer::start_with_client(cfg, t.client.clone())
+        .await
+        .expect("replica starts");
+    let port = a.https_addr.port();
+    register_webhooks(&t.admin, &t.name, &t.selector, port, port).await;
+    wait_ready(&[&a]).await;
+    let first = served_ca(&a, &bundles(&t.admin, &t.name).await[0]);
+    let first_leaf = a.certs.current().cert[0].as_ref().to_vec();
+    let pods = t.app_namespace().await;
+    until_admission(
+        &pods,
+        &pod("warm", &INJECT),
+        "the replica injects",
+        injected,
+    )
+    .await;
+
+    // Admission requests through the apiserver, back to back, for the whole rotation.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (pods, stop) = (pods.clone(), Arc::clone(&stop));
+        async move {
+            let pp = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match pods.create(&pp, &pod("rot", &INJECT)).await {
+                    r @ Ok(_) if injected(&r).is_some() => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (ok, failed)
+        }
+    });
+
+    let start = Instant::now();
+    while a.certs.current().cert[0].as_ref() == first_leaf.as_slice() {
+        assert!(a.is_ready(), "a replica stays ready while it renews");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the certificate is renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The old CA leaves the bundle once the new certificate is served; the new one is there.
+    let start = Instant::now();
+    loop {
+        let all = bundles(&t.admin, &t.name).await;
+        if all.iter().all(|b| b.len() == 1 && !b.contains(&first)) {
+            let second = served_ca(&a, &all[0]);
+            assert!(all.iter().all(|b| b == &vec![second.clone()]));
+            break;
+        }
+        assert!(a.is_ready(), "a replica stays ready while it renews");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the old CA is retired: {} certificates",
+            all[0].len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few more requests against the final state, then stop the load.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.await.expect("load task");
+    assert!(
+        failed.is_empty(),
+        "requests failed during rotation: {failed:?}"
+    );
+    assert!(
+        ok > 20,
+        "only {ok} requests went through during the rotation"
+    );
+
+    a.shutdown().await;
+    t.cleanup().await;
 }
 
 /// GET /readyz over plain HTTP/1.1; returns the raw response.

@@ -1,0 +1,623 @@
+//! Self-managed TLS: the injector makes its own CA and serving certificate in memory and publishes
+//! the CA in the `caBundle` of its two webhook configurations, so a cluster without cert-manager
+//! needs no private key or generated CA in its manifests, and no Secret. The only RBAC it needs is
+//! `patch` on those two objects by `resourceNames`: a no-op merge patch returns the whole object,
+//! which is how the current bundle is read, and a JSON patch writes only the `caBundle` fields with
+//! the observed `resourceVersion` as a precondition, so replicas that publish at the same time get
+//! `409 Conflict` and merge again instead of overwriting each other. Each replica adds its own CA to
+//! what is there (dropping expired and unparsable certificates, its own retired CAs, and the oldest
+//! Hush CAs past [`MAX_HUSH_CAS`]). The CA's key is dropped as soon as the leaf is signed, the leaf's
+//! key never leaves memory, and renewal (at about two thirds of the lifetime) publishes the new CA
+//! before the new leaf is served, through the hot-swapping resolver of [`crate::tls`], so rotation
+//! drops no request. All of this runs at start and in a background task, never while a request is
+//! admitted: admission stays pure. `/readyz` fails until this replica's CA is published.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hush_sidecar::backoff::{Backoff, jitter, renew_after};
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+use crate::config::SelfManagedTls;
+use crate::error::{Error, Result};
+use crate::tls::ReloadingCert;
+
+/// The subject organisation of every self-managed CA; how a bundle's Hush CAs are told apart from
+/// certificates an operator added, which are never pruned (unless expired or unparsable).
+pub const HUSH_CA_ORGANIZATION: &str = "hush.dev self-managed TLS";
+/// At most this many Hush CAs stay in a bundle, so replica restarts do not grow it forever.
+pub const MAX_HUSH_CAS: usize = 8;
+/// A replica moves its CA to the end of the bundle when this many newer Hush CAs follow it, so a
+/// live replica stays clear of the pruning at the front. With up to this many live replicas no CA
+/// ever moves back and forth.
+pub const KEEP_FRESH_WITHIN: usize = MAX_HUSH_CAS / 2;
+/// How often a replica checks that its CA is still in the bundle (jittered by ±20%).
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a renewed CA is published before the leaf it signed is served: the apiservers watch
+/// webhook configurations and need a moment to see the new bundle. The old CA stays meanwhile.
+const CA_PROPAGATION_DELAY: Duration = Duration::from_secs(10);
+/// Certificates start this long in the past, for clocks that run a little behind ours.
+const BACKDATE: Duration = Duration::from_secs(300);
+/// Renew no sooner than this after issuing (unless the lifetime is shorter than twice this).
+const MIN_RENEW: Duration = Duration::from_secs(3600);
+/// How many times one publication retries after `409 Conflict` before it backs off as an error.
+const MAX_CONFLICT_RETRIES: u32 = 10;
+/// The field manager of our patches (shows who wrote the caBundle in `managedFields`).
+const FIELD_MANAGER: &str = "hush-injector";
+
+/// A CA and the serving certificate it signed. The CA's private key is already gone.
+pub struct Issued {
+    /// The CA certificate (DER), for the caBundle.
+    pub ca_der: Vec<u8>,
+    /// The serving certificate (PEM).
+    pub cert_pem: String,
+    /// The serving certificate's private key (PKCS#8 PEM), zeroized on drop.
+    pub key_pem: Zeroizing<String>,
+    /// When both expire.
+    pub not_after: SystemTime,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("not_after", &self.not_after)
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`merge_bundle`] did, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Certificates in the new bundle, ours included.
+    pub kept: usize,
+    /// Dropped because they had expired.
+    pub expired: usize,
+    /// Dropped because they were not a parsable certificate (or broke the PEM).
+    pub unparsable: usize,
+    /// Our own earlier CAs, dropped after renewal.
+    pub retired: usize,
+    /// The oldest Hush CAs, dropped to keep at most [`MAX_HUSH_CAS`].
+    pub over_cap: usize,
+    /// Our CA was missing and was appended.
+    pub added: bool,
+    /// Our CA had fallen behind [`KEEP_FRESH_WITHIN`] newer Hush CAs and was moved to the end.
+    pub moved: bool,
+}
+
+/// The two kinds of webhook configuration we patch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Mutating,
+    Validating,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Mutating => "MutatingWebhookConfiguration",
+            Kind::Validating => "ValidatingWebhookConfiguration",
+        }
+    }
+}
+
+/// A webhook configuration as read: its resourceVersion and each webhook's caBundle, in order.
+struct Observed {
+    resource_version: String,
+    bundles: Vec<Option<Vec<u8>>>,
+}
+
+/// Keeps this replica's certificate fresh and its CA published. Owned by the background task.
+struct Maintainer {
+    cfg: SelfManagedTls,
+    client: Client,
+    certs: Arc<ReloadingCert>,
+    ready: Arc<AtomicBool>,
+    /// The CA that signed the leaf being served.
+    ca_der: Vec<u8>,
+    /// Our earlier CAs, removed from the bundles at the next successful publication.
+    retired: Vec<Vec<u8>>,
+    leaf_not_after: SystemTime,
+    renew_at: SystemTime,
+}
+
+/// Makes a CA and a leaf for `cfg.sans`, both valid from a little before `now` for `cfg.validity`.
+/// The CA is limited to signing end-entity certificates (path length 0) and its key is dropped on
+/// return, so it can never sign anything else.
+pub fn issue(cfg: &SelfManagedTls, now: SystemTime) -> Result<Issued> {
+    let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
+    let not_after = now + cfg.validity;
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::OrganizationName, HUSH_CA_ORGANIZATION);
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("hush self-managed CA for {}", cfg.service),
+    );
+    ca.not_before = OffsetDateTime::from(not_before);
+    ca.not_after = OffsetDateTime::from(not_after);
+    let ca_key = KeyPair::generate().map_err(Error::CertGen)?;
+    let ca = CertifiedIssuer::self_signed(ca, ca_key).map_err(Error::CertGen)?;
+
+    let mut leaf = CertificateParams::new(cfg.sans.clone()).map_err(Error::CertGen)?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, cfg.service.clone());
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = OffsetDateTime::from(not_before);
+    leaf.not_after = OffsetDateTime::from(not_after);
+    let key = KeyPair::generate().map_err(Error::CertGen)?;
+    let cert = leaf.signed_by(&key, &ca).map_err(Error::CertGen)?;
+    Ok(Issued {
+        ca_der: ca.der().to_vec(),
+        cert_pem: cert.pem(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+        not_after,
+    })
+}
+
+/// One certificate of a bundle being merged.
+struct Entry {
+    der: Vec<u8>,
+    hush: bool,
+    ours: bool,
+}
+
+/// Merges the bundles found in a configuration's webhooks with our CA, as PEM.
+///
+/// Keeps, in their first order and once each: every certificate that parses and has not expired
+/// at `now`, except those in `retired` (our own earlier CAs). Appends `ours` if it is missing, or
+/// moves it to the end when [`KEEP_FRESH_WITHIN`] or more newer Hush CAs follow it. Then drops the
+/// front-most Hush CAs (other than ours) until at most [`MAX_HUSH_CAS`] remain: position is the
+/// only age every replica agrees on, and a live replica keeps its CA near the end. The output is
+/// canonical PEM, so replicas that see the same input write the same bytes and no one rewrites a
+/// bundle that is already right.
+pub fn merge_bundle(
+    bundles: &[&[u8]],
+    ours: &[u8],
+    retired: &[Vec<u8>],
+    now: SystemTime,
+) -> (String, MergeReport) {
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut report = MergeReport::default();
+    let mut seen = HashSet::new();
+    let mut list: Vec<Entry> = Vec::new();
+    for bundle in bundles {
+        for item in CertificateDer::pem_slice_iter(bundle) {
+            let der = match item {
+                Ok(der) => der,
+                Err(_) => {
+                    // A broken PEM section: what follows cannot be trusted to be aligned.
+                    report.unparsable += 1;
+                    break;
+                }
+            };
+            if !seen.insert(der.as_ref().to_vec()) {
+                continue;
+            }
+            if der.as_ref() == ours {
+                list.push(Entry {
+                    der: ours.to_vec(),
+                    hush: true,
+                    ours: true,
+                });
+                continue;
+            }
+            if retired.iter().any(|r| r.as_slice() == der.as_ref()) {
+                report.retired += 1;
+                continue;
+            }
+            let hush = match x509_parser::parse_x509_certificate(der.as_ref()) {
+                Err(_) => {
+                    report.unparsable += 1;
+                    continue;
+                }
+                Ok((_, cert)) => {
+                    if cert.validity().not_after.timestamp() <= now_secs {
+                        report.expired += 1;
+                        continue;
+                    }
+                    cert.is_ca()
+                        && cert
+                            .subject()
+                            .iter_organization()
+                            .any(|o| o.as_str() == Ok(HUSH_CA_ORGANIZATION))
+                }
+            };
+            list.push(Entry {
+                der: der.as_ref().to_vec(),
+                hush,
+                ours: false,
+            });
+        }
+    }
+    match list.iter().position(|e| e.ours) {
+        None => {
+            report.added = true;
+            list.push(Entry {
+                der: ours.to_vec(),
+                hush: true,
+                ours: true,
+            });
+        }
+        Some(i) => {
+            let newer = list[i + 1..].iter().filter(|e| e.hush).count();
+            if newer >= KEEP_FRESH_WITHIN {
+                let e = list.remove(i);
+                list.push(e);
+                report.moved = true;
+            }
+        }
+    }
+    let mut hush = list.iter().filter(|e| e.hush).count();
+    while hush > MAX_HUSH_CAS {
+        let Some(i) = list.iter().position(|e| e.hush && !e.ours) else {
+            break;
+        };
+        list.remove(i);
+        report.over_cap += 1;
+        hush -= 1;
+    }
+    report.kept = list.len();
+    let pem = list.iter().map(|e| pem_encode(&e.der)).collect();
+    (pem, report)
+}
+
+/// One `CERTIFICATE` PEM block with 64-column base64 lines.
+pub fn pem_encode(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // Base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Makes the first certificate and starts the task that publishes its CA and renews it.
+///
+/// Returns the resolver to serve with (usable at once) and the task. `ready` turns true once our
+/// CA is in the caBundle of every webhook of both configurations, and false again if a later check
+/// finds it gone and cannot put it back.
+pub fn start(
+    cfg: &SelfManagedTls,
+    client: Client,
+    ready: Arc<AtomicBool>,
+) -> Result<(Arc<ReloadingCert>, JoinHandle<()>)> {
+    let now = SystemTime::now();
+    let issued = issue(cfg, now)?;
+    let certs = ReloadingCert::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())?;
+    tracing::info!(
+        service = %cfg.service,
+        webhook_configuration = %cfg.webhook_configuration,
+        sans = ?cfg.sans,
+        "made a self-managed CA and serving certificate in memory"
+    );
+    let maintainer = Maintainer {
+        cfg: cfg.clone(),
+        client,
+        certs: Arc::clone(&certs),
+        ready,
+        ca_der: issued.ca_der,
+        retired: Vec::new(),
+        leaf_not_after: issued.not_after,
+        renew_at: now + renew_after(cfg.validity, MIN_RENEW),
+    };
+    Ok((certs, tokio::spawn(maintainer.run())))
+}
+
+impl Maintainer {
+    async fn run(mut self) {
+        let mut backoff = match Backoff::new(Duration::from_secs(1), CHECK_INTERVAL, 0.5) {
+            Ok(b) => b,
+            Err(_) => Backoff::standard(),
+        };
+        loop {
+            let delay = match self.tick().await {
+                Ok(()) => {
+                    backoff.reset();
+                    // Wake for the renewal on time, even with lifetimes shorter than a check.
+                    let until_renewal = self
+                        .renew_at
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    jitter(CHECK_INTERVAL, 0.2).min(until_renewal)
+                }
+                Err(e) => {
+                    let expired = SystemTime::now() >= self.leaf_not_after;
+                    tracing::warn!(
+                        error = %ErrorChain(&e),
+                        webhook_configuration = %self.cfg.webhook_configuration,
+                        leaf_expired = expired,
+                        "self-managed TLS: cannot publish the CA; retrying"
+                    );
+                    backoff.next_delay(None)
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Renews if due, then makes sure our CA is published.
+    async fn tick(&mut self) -> Result<()> {
+        if SystemTime::now() >= self.renew_at {
+            self.renew().await?;
+        }
+        let ours = self.ca_der.clone();
+        self.publish(&ours).await?;
+        self.retired.clear();
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Publishes a new CA next to the current one, waits for the apiservers to see it, and only
+    /// then serves the new leaf. Until the swap the old leaf and CA keep working; on any error
+    /// nothing changes and the next tick tries again.
+    async fn renew(&mut self) -> Result<()> {
+        let now = SystemTime::now();
+        let issued = issue(&self.cfg, now)?;
+        if let Err(e) = self.publish(&issued.ca_der).await {
+            // Perhaps published in one configuration: take it out at the next publication.
+            self.retired.push(issued.ca_der);
+            return Err(e);
+        }
+        tokio::time::sleep(CA_PROPAGATION_DELAY).await;
+        if let Err(e) = self
+            .certs
+            .swap(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+        {
+            // Never served: take the new CA out again at the next publication.
+            self.retired.push(issued.ca_der);
+            return Err(e);
+        }
+        let old = std::mem::replace(&mut self.ca_der, issued.ca_der);
+        self.retired.push(old);
+        self.leaf_not_after = issued.not_after;
+        self.renew_at = now + renew_after(self.cfg.validity, MIN_RENEW);
+        tracing::info!(
+            webhook_configuration = %self.cfg.webhook_configuration,
+            "self-managed TLS: renewed the CA and serving certificate"
+        );
+        Ok(())
+    }
+
+    /// Merges `ours` into both configurations.
+    async fn publish(&self, ours: &[u8]) -> Result<()> {
+        for kind in [Kind::Mutating, Kind::Validating] {
+            self.publish_one(kind, ours).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads, merges and writes one configuration, again on `409 Conflict` (another replica wrote
+    /// in between), after a short jittered pause so that two replicas do not collide again.
+    async fn publish_one(&self, kind: Kind, ours: &[u8]) -> Result<()> {
+        let name = &self.cfg.webhook_configuration;
+        let mut conflicts = 0;
+        loop {
+            let observed =
+                observe(&self.client, kind, name)
+                    .await
+                    .map_err(|source| Error::Kube {
+                        action: "read (with a no-op patch)",
+                        kind: kind.as_str(),
+                        name: name.clone(),
+                        source,
+                    })?;
+            let bundles: Vec<&[u8]> = observed
+                .bundles
+                .iter()
+                .map(|b| b.as_deref().unwrap_or_default())
+                .collect();
+            let (pem, report) = merge_bundle(&bundles, ours, &self.retired, SystemTime::now());
+            let stale: Vec<usize> = observed
+                .bundles
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.as_deref() != Some(pem.as_bytes()))
+                .map(|(i, _)| i)
+                .collect();
+            if stale.is_empty() {
+                tracing::debug!(kind = kind.as_str(), %name, "caBundle already up to date");
+                return Ok(());
+            }
+            // A renewed CA is new by definition; only the CA being served can go missing.
+            let serving = ours == self.ca_der.as_slice();
+            if report.added && serving && self.ready.load(Ordering::SeqCst) {
+                // Pruned by another replica or an operator: the apiserver cannot verify us now.
+                self.ready.store(false, Ordering::SeqCst);
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    %name,
+                    "our CA is missing from the caBundle; adding it again"
+                );
+            }
+            match write(
+                &self.client,
+                kind,
+                name,
+                &observed.resource_version,
+                &stale,
+                &pem,
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        %name,
+                        webhooks = stale.len(),
+                        certificates = report.kept,
+                        added = report.added,
+                        moved = report.moved,
+                        expired = report.expired,
+                        unparsable = report.unparsable,
+                        retired = report.retired,
+                        over_cap = report.over_cap,
+                        "published the CA bundle"
+                    );
+                    return Ok(());
+                }
+                Err(kube::Error::Api(status))
+                    if status.is_conflict() && conflicts < MAX_CONFLICT_RETRIES =>
+                {
+                    conflicts += 1;
+                    tracing::debug!(
+                        kind = kind.as_str(),
+                        %name,
+                        conflicts,
+                        "caBundle changed since it was read; merging again"
+                    );
+                    let pause = Duration::from_millis(50 * u64::from(conflicts));
+                    tokio::time::sleep(jitter(pause, 0.5)).await;
+                }
+                Err(source) => {
+                    return Err(Error::Kube {
+                        action: "patch the caBundle of",
+                        kind: kind.as_str(),
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    }
+}
+
+/// Reads a configuration with the only verb we have: an empty JSON merge patch changes nothing, so
+/// the apiserver writes nothing (the resourceVersion stays) and answers with the whole object.
+async fn observe(client: &Client, kind: Kind, name: &str) -> Result<Observed, kube::Error> {
+    let noop: Patch<serde_json::Value> = Patch::Merge(serde_json::json!({}));
+    let pp = patch_params();
+    let (rv, bundles) = match kind {
+        Kind::Mutating => {
+            let o = Api::<MutatingWebhookConfiguration>::all(client.clone())
+                .patch(name, &pp, &noop)
+                .await?;
+            let bundles = o
+                .webhooks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|w| w.client_config.ca_bundle.map(|b| b.0))
+                .collect();
+            (o.metadata.resource_version, bundles)
+        }
+        Kind::Validating => {
+            let o = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+                .patch(name, &pp, &noop)
+                .await?;
+            let bundles = o
+                .webhooks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|w| w.client_config.ca_bundle.map(|b| b.0))
+                .collect();
+            (o.metadata.resource_version, bundles)
+        }
+    };
+    Ok(Observed {
+        resource_version: rv.unwrap_or_default(),
+        bundles,
+    })
+}
+
+/// Writes `pem` into the caBundle of the webhooks at `indices`, only if the object still has
+/// `resource_version`.
+///
+/// A JSON patch rather than a merge patch: a merge patch replaces the whole `webhooks` list, so we
+/// would have to send back every field of every webhook, and fields newer than our k8s-openapi
+/// would be lost. This one touches only the `caBundle` fields (`add` also creates an absent one).
+/// Its first operation replaces `metadata.resourceVersion` with the value we read, which the
+/// apiserver treats as a precondition: if the object changed since, it answers `409 Conflict`
+/// (a JSON patch `test` operation would fail as an ambiguous `422`). Indices are safe for the
+/// same reason: the list cannot have changed under the precondition.
+async fn write(
+    client: &Client,
+    kind: Kind,
+    name: &str,
+    resource_version: &str,
+    indices: &[usize],
+    pem: &str,
+) -> Result<(), kube::Error> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
+    let mut ops = vec![PatchOperation::Replace(ReplaceOperation {
+        path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
+        value: serde_json::Value::String(resource_version.to_string()),
+    })];
+    for &i in indices {
+        ops.push(PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens([
+                Token::new("webhooks"),
+                Token::from(i),
+                Token::new("clientConfig"),
+                Token::new("caBundle"),
+            ]),
+            value: serde_json::Value::String(b64.clone()),
+        }));
+    }
+    let patch: Patch<()> = Patch::Json(json_patch::Patch(ops));
+    let pp = patch_params();
+    match kind {
+        Kind::Mutating => {
+            Api::<MutatingWebhookConfiguration>::all(client.clone())
+                .patch(name, &pp, &patch)
+                .await?;
+        }
+        Kind::Validating => {
+            Api::<ValidatingWebhookConfiguration>::all(client.clone())
+                .patch(name, &pp, &patch)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Displays an error with its sources, `a: b: c`, for one log field.
+struct ErrorChain<'a>(&'a Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
