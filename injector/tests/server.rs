@@ -48,7 +48,23 @@ impl Pki {
     }
 }
 
-fn tempdir(tag: &str) -> PathBuf {
+/// A scratch directory, removed on drop so test runs leave nothing in /tmp.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!(
         "hush-injector-{tag}-{}-{}",
         std::process::id(),
@@ -58,7 +74,7 @@ fn tempdir(tag: &str) -> PathBuf {
             .unwrap_or(0)
     ));
     std::fs::create_dir_all(&d).expect("mkdir");
-    d
+    TempDir(d)
 }
 
 /// Replaces a file atomically, the way a Secret volume update does.
@@ -71,7 +87,7 @@ fn replace(path: &Path, text: &str) {
 struct Harness {
     server: RunningServer,
     pki: Pki,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 async fn start(tag: &str, extra: &str) -> Harness {
