@@ -23,6 +23,12 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
+    // Name the traversal itself rather than the '/' that comes with it.
+    if name.split('/').any(|part| part == "..") || name.starts_with("..") {
+        return Err(
+            "the file name contains \"..\", which could reach outside the secrets volume (or the kubelet's ..data names); use a plain name such as \"db-password\"".into(),
+        );
+    }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
@@ -169,6 +175,11 @@ mod tests {
         }
         assert!(check_file_name(&"a".repeat(64)).is_err());
         assert!(check_file_name(&"a".repeat(63)).is_ok());
+        // Traversal is named as such, not as the '/' that carries it.
+        for traversal in ["../x", "a/../../b", "..", "..data"] {
+            let e = check_file_name(traversal).unwrap_err();
+            assert!(e.contains("\"..\""), "{traversal:?}: {e}");
+        }
     }
 
     #[test]
