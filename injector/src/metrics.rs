@@ -1,13 +1,15 @@
 //! Prometheus metrics of the webhook. Labels are bounded enums (path, outcome, denial reason), never
 //! names, namespaces or annotation values, so cardinality stays fixed and nothing a tenant writes
-//! reaches the metrics.
+//! reaches the metrics. In self-managed TLS mode two more: CA publications by outcome, and when the
+//! serving certificate expires (a value, never a label: no certificate data is ever a label).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -53,6 +55,36 @@ impl Outcome {
     }
 }
 
+/// How one read-merge-write of a webhook configuration's caBundle ended (self-managed TLS).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Publication {
+    /// The merged bundle was written.
+    Written,
+    /// The bundle was already what the merge gives; nothing was written.
+    Unchanged,
+    /// Another writer changed the object in between (`409 Conflict`); merged again.
+    Conflict,
+    /// Reading or writing failed (or too many conflicts in a row).
+    Error,
+}
+
+impl Publication {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Publication::Written => "written",
+            Publication::Unchanged => "unchanged",
+            Publication::Conflict => "conflict",
+            Publication::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     path: &'static str,
@@ -76,6 +108,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     denials: Family<ReasonLabels, Counter>,
     latency: Family<PathLabels, Histogram>,
+    /// Registered only in self-managed TLS mode, like the gauge below.
+    ca_publications: Family<OutcomeLabels, Counter>,
+    serving_cert_expiry: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,8 +126,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers all metrics under the `hush_injector` prefix.
+    /// Creates and registers the webhook's metrics under the `hush_injector` prefix.
     pub fn new() -> Metrics {
+        Self::build(false)
+    }
+
+    /// Like [`Metrics::new`], plus the metrics of self-managed TLS: CA publications by outcome and
+    /// the serving certificate's expiry. (With certificate files these would only read zero.)
+    pub fn with_self_managed_tls() -> Metrics {
+        Self::build(true)
+    }
+
+    fn build(self_managed_tls: bool) -> Metrics {
         let mut registry = Registry::with_prefix("hush_injector");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -113,12 +158,47 @@ impl Metrics {
             "Time from a complete request body to the encoded answer",
             latency.clone(),
         );
+        let ca_publications = Family::<OutcomeLabels, Counter>::default();
+        let serving_cert_expiry = Gauge::default();
+        if self_managed_tls {
+            registry.register(
+                "ca_publications",
+                "Self-managed TLS: read-merge-writes of a webhook configuration's caBundle, by \
+                 outcome (written, unchanged, conflict, error)",
+                ca_publications.clone(),
+            );
+            registry.register(
+                "serving_cert_expiry_timestamp_seconds",
+                "Self-managed TLS: when the certificate being served expires, in seconds since \
+                 the Unix epoch",
+                serving_cert_expiry.clone(),
+            );
+        }
         Metrics {
             registry: Arc::new(registry),
             requests,
             denials,
             latency,
+            ca_publications,
+            serving_cert_expiry,
         }
+    }
+
+    /// Records how one caBundle read-merge-write ended (self-managed TLS).
+    pub fn ca_publication(&self, outcome: Publication) {
+        self.ca_publications
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records when the certificate now being served expires (self-managed TLS).
+    pub fn serving_cert_expires(&self, not_after: SystemTime) {
+        let secs = not_after
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.serving_cert_expiry.set(secs);
     }
 
     /// Records one answered review.

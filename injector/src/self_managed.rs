@@ -10,12 +10,14 @@
 //! key never leaves memory, and renewal (at about two thirds of the lifetime) publishes the new CA
 //! before the new leaf is served, through the hot-swapping resolver of [`crate::tls`], so rotation
 //! drops no request. All of this runs at start and in a background task, never while a request is
-//! admitted: admission stays pure. `/readyz` fails until this replica's CA is published.
+//! admitted: admission stays pure. `/readyz` fails until this replica's CA is published. On graceful
+//! shutdown, once the HTTPS listener has drained, [`SelfManaged::shutdown`] stops the task and
+//! withdraws this replica's CAs from both bundles (bounded by [`WITHDRAW_TIMEOUT`], best effort).
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -39,6 +41,7 @@ use zeroize::Zeroizing;
 
 use crate::config::SelfManagedTls;
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, Publication};
 use crate::tls::ReloadingCert;
 
 /// The subject organisation of every self-managed CA; how a bundle's Hush CAs are told apart from
@@ -63,6 +66,9 @@ const MIN_RENEW: Duration = Duration::from_secs(3600);
 const MAX_CONFLICT_RETRIES: u32 = 10;
 /// The field manager of our patches (shows who wrote the caBundle in `managedFields`).
 const FIELD_MANAGER: &str = "hush-injector";
+/// How long a replica that shuts down spends withdrawing its CAs from both configurations, so a
+/// slow or unreachable apiserver never holds up the exit (the pod's grace period is finite too).
+pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A CA and the serving certificate it signed. The CA's private key is already gone.
 pub struct Issued {
@@ -94,7 +100,7 @@ pub struct MergeReport {
     pub expired: usize,
     /// Dropped because they were not a parsable certificate (or broke the PEM).
     pub unparsable: usize,
-    /// Our own earlier CAs, dropped after renewal.
+    /// Our earlier CAs, dropped after renewal (when withdrawing: all of ours that were there).
     pub retired: usize,
     /// The oldest Hush CAs, dropped to keep at most [`MAX_HUSH_CAS`].
     pub over_cap: usize,
@@ -126,18 +132,63 @@ struct Observed {
     bundles: Vec<Option<Vec<u8>>>,
 }
 
+/// Every CA this replica has put, or may have put, into the bundles. The background task updates
+/// it (never across an `.await`, so aborting the task leaves it consistent) and the shutdown path
+/// reads it to withdraw them all.
+#[derive(Default)]
+struct OurCas {
+    /// The CA that signed the leaf being served.
+    serving: Vec<u8>,
+    /// A renewed CA that is being published but whose leaf is not served yet.
+    pending: Option<Vec<u8>>,
+    /// Our earlier CAs, removed from the bundles at the next successful publication.
+    retired: Vec<Vec<u8>>,
+}
+
+impl OurCas {
+    fn all(&self) -> Vec<Vec<u8>> {
+        let mut all = vec![self.serving.clone()];
+        all.extend(self.pending.iter().cloned());
+        all.extend(self.retired.iter().cloned());
+        all
+    }
+}
+
+/// Locks the shared CAs. Nothing panics while holding the lock, so a poisoned one is still sound.
+fn lock(cas: &Mutex<OurCas>) -> MutexGuard<'_, OurCas> {
+    cas.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Keeps this replica's certificate fresh and its CA published. Owned by the background task.
 struct Maintainer {
     cfg: SelfManagedTls,
     client: Client,
     certs: Arc<ReloadingCert>,
     ready: Arc<AtomicBool>,
-    /// The CA that signed the leaf being served.
-    ca_der: Vec<u8>,
-    /// Our earlier CAs, removed from the bundles at the next successful publication.
-    retired: Vec<Vec<u8>>,
+    metrics: Metrics,
+    cas: Arc<Mutex<OurCas>>,
     leaf_not_after: SystemTime,
     renew_at: SystemTime,
+}
+
+/// A running self-managed TLS: the resolver to serve with, and the background task that keeps it
+/// fresh and published. Stop it with [`SelfManaged::shutdown`], which also withdraws our CAs.
+pub struct SelfManaged {
+    certs: Arc<ReloadingCert>,
+    task: JoinHandle<()>,
+    cas: Arc<Mutex<OurCas>>,
+    client: Client,
+    webhook_configuration: String,
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for SelfManaged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelfManaged")
+            .field("webhook_configuration", &self.webhook_configuration)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Makes a CA and a leaf for `cfg.sans`, both valid from a little before `now` for `cfg.validity`.
@@ -201,6 +252,27 @@ pub fn merge_bundle(
     retired: &[Vec<u8>],
     now: SystemTime,
 ) -> (String, MergeReport) {
+    merge(bundles, Some(ours), retired, now)
+}
+
+/// The bundle once this replica is gone: [`merge_bundle`] with every CA in `ours` treated as
+/// retired and none added back. Other certificates are kept (or pruned) exactly as a publication
+/// would, so the result may be empty when ours were the only ones; see [`SelfManaged::shutdown`]
+/// for why that is still right.
+pub fn withdraw_bundle(
+    bundles: &[&[u8]],
+    ours: &[Vec<u8>],
+    now: SystemTime,
+) -> (String, MergeReport) {
+    merge(bundles, None, ours, now)
+}
+
+fn merge(
+    bundles: &[&[u8]],
+    ours: Option<&[u8]>,
+    retired: &[Vec<u8>],
+    now: SystemTime,
+) -> (String, MergeReport) {
     let now_secs = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -220,9 +292,9 @@ pub fn merge_bundle(
             if !seen.insert(der.as_ref().to_vec()) {
                 continue;
             }
-            if der.as_ref() == ours {
+            if ours == Some(der.as_ref()) {
                 list.push(Entry {
-                    der: ours.to_vec(),
+                    der: der.as_ref().to_vec(),
                     hush: true,
                     ours: true,
                 });
@@ -256,8 +328,9 @@ pub fn merge_bundle(
             });
         }
     }
-    match list.iter().position(|e| e.ours) {
-        None => {
+    match (ours, list.iter().position(|e| e.ours)) {
+        (None, _) => {}
+        (Some(ours), None) => {
             report.added = true;
             list.push(Entry {
                 der: ours.to_vec(),
@@ -265,7 +338,7 @@ pub fn merge_bundle(
                 ours: true,
             });
         }
-        Some(i) => {
+        (Some(_), Some(i)) => {
             let newer = list[i + 1..].iter().filter(|e| e.hush).count();
             if newer >= KEEP_FRESH_WITHIN {
                 let e = list.remove(i);
@@ -311,27 +384,117 @@ pub fn start(
     cfg: &SelfManagedTls,
     client: Client,
     ready: Arc<AtomicBool>,
-) -> Result<(Arc<ReloadingCert>, JoinHandle<()>)> {
+    metrics: Metrics,
+) -> Result<SelfManaged> {
     let now = SystemTime::now();
     let issued = issue(cfg, now)?;
     let certs = ReloadingCert::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())?;
+    metrics.serving_cert_expires(issued.not_after);
     tracing::info!(
         service = %cfg.service,
         webhook_configuration = %cfg.webhook_configuration,
         sans = ?cfg.sans,
         "made a self-managed CA and serving certificate in memory"
     );
+    let cas = Arc::new(Mutex::new(OurCas {
+        serving: issued.ca_der,
+        ..OurCas::default()
+    }));
     let maintainer = Maintainer {
         cfg: cfg.clone(),
-        client,
+        client: client.clone(),
         certs: Arc::clone(&certs),
-        ready,
-        ca_der: issued.ca_der,
-        retired: Vec::new(),
+        ready: Arc::clone(&ready),
+        metrics: metrics.clone(),
+        cas: Arc::clone(&cas),
         leaf_not_after: issued.not_after,
         renew_at: now + renew_after(cfg.validity, MIN_RENEW),
     };
-    Ok((certs, tokio::spawn(maintainer.run())))
+    Ok(SelfManaged {
+        certs,
+        task: tokio::spawn(maintainer.run()),
+        cas,
+        client,
+        webhook_configuration: cfg.webhook_configuration.clone(),
+        ready,
+        metrics,
+    })
+}
+
+impl SelfManaged {
+    /// The resolver to serve with; the background task swaps renewed certificates into it.
+    pub fn certs(&self) -> &Arc<ReloadingCert> {
+        &self.certs
+    }
+
+    /// Stops the background task, then takes every CA of this replica (the served one, a renewed
+    /// one still being published, retired ones) out of the caBundle of both configurations, and
+    /// adds none back. Call it only once the HTTPS listener has stopped accepting and in-flight
+    /// requests have finished: until then the apiserver may still call this replica and needs the
+    /// CA to verify it. Bounded by [`WITHDRAW_TIMEOUT`]; failures are logged and otherwise ignored
+    /// (our CA then stays until it expires or the cap of [`MAX_HUSH_CAS`] prunes it, as before).
+    ///
+    /// The task goes first, and is awaited, so that it cannot put the CA back afterwards. An
+    /// aborted write of the task may still land at the apiserver, but every write carries the
+    /// resourceVersion it read, so whichever of the two lands second conflicts and the withdrawal
+    /// merges again: the task's write can never overwrite the withdrawal.
+    ///
+    /// This may leave a webhook's caBundle empty when we were the last replica (and no operator CA
+    /// is there). That is deliberate: the CA's key is gone, so no other process can ever serve a
+    /// certificate it verifies, and this one no longer listens. A new replica makes a new CA and
+    /// publishes it at start, before it turns ready, whether our CA is still there or not; with it
+    /// or with an empty bundle, the apiserver can reach no replica until then (the webhooks'
+    /// failurePolicy decides what that means). Keeping it would only let dead CAs pile up until
+    /// they expire or are capped.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        // Cancelled (or a panic, already reported by the runtime): either way it is stopped.
+        let _ = self.task.await;
+        self.ready.store(false, Ordering::SeqCst);
+        let ours = lock(&self.cas).all();
+        let name = self.webhook_configuration.as_str();
+        let withdraw = async {
+            let mut withdrawn = true;
+            for kind in [Kind::Mutating, Kind::Validating] {
+                let r = sync_one(
+                    &self.client,
+                    &self.metrics,
+                    kind,
+                    name,
+                    "withdraw",
+                    |bundles| withdraw_bundle(bundles, &ours, SystemTime::now()),
+                    |_| {},
+                )
+                .await;
+                if let Err(e) = r {
+                    withdrawn = false;
+                    tracing::warn!(
+                        error = %ErrorChain(&e),
+                        kind = kind.as_str(),
+                        %name,
+                        "self-managed TLS: cannot withdraw our CA; it stays until it expires or is \
+                         pruned"
+                    );
+                }
+            }
+            withdrawn
+        };
+        match tokio::time::timeout(WITHDRAW_TIMEOUT, withdraw).await {
+            // Each failure is already logged, with its configuration.
+            Ok(false) => {}
+            Ok(true) => tracing::info!(
+                webhook_configuration = %name,
+                cas = ours.len(),
+                "self-managed TLS: withdrew our CA from the caBundle"
+            ),
+            Err(_) => tracing::warn!(
+                webhook_configuration = %name,
+                timeout = ?WITHDRAW_TIMEOUT,
+                "self-managed TLS: withdrawing our CA timed out; it stays until it expires or is \
+                 pruned"
+            ),
+        }
+    }
 }
 
 impl Maintainer {
@@ -371,9 +534,9 @@ impl Maintainer {
         if SystemTime::now() >= self.renew_at {
             self.renew().await?;
         }
-        let ours = self.ca_der.clone();
+        let ours = lock(&self.cas).serving.clone();
         self.publish(&ours).await?;
-        self.retired.clear();
+        lock(&self.cas).retired.clear();
         self.ready.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -384,22 +547,30 @@ impl Maintainer {
     async fn renew(&mut self) -> Result<()> {
         let now = SystemTime::now();
         let issued = issue(&self.cfg, now)?;
+        lock(&self.cas).pending = Some(issued.ca_der.clone());
         if let Err(e) = self.publish(&issued.ca_der).await {
             // Perhaps published in one configuration: take it out at the next publication.
-            self.retired.push(issued.ca_der);
+            let mut cas = lock(&self.cas);
+            cas.pending = None;
+            cas.retired.push(issued.ca_der);
             return Err(e);
         }
         tokio::time::sleep(CA_PROPAGATION_DELAY).await;
-        if let Err(e) = self
+        let swapped = self
             .certs
-            .swap(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+            .swap(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes());
         {
-            // Never served: take the new CA out again at the next publication.
-            self.retired.push(issued.ca_der);
-            return Err(e);
+            let mut cas = lock(&self.cas);
+            cas.pending = None;
+            if let Err(e) = swapped {
+                // Never served: take the new CA out again at the next publication.
+                cas.retired.push(issued.ca_der);
+                return Err(e);
+            }
+            let old = std::mem::replace(&mut cas.serving, issued.ca_der);
+            cas.retired.push(old);
         }
-        let old = std::mem::replace(&mut self.ca_der, issued.ca_der);
-        self.retired.push(old);
+        self.metrics.serving_cert_expires(issued.not_after);
         self.leaf_not_after = issued.not_after;
         self.renew_at = now + renew_after(self.cfg.validity, MIN_RENEW);
         tracing::info!(
@@ -411,102 +582,126 @@ impl Maintainer {
 
     /// Merges `ours` into both configurations.
     async fn publish(&self, ours: &[u8]) -> Result<()> {
+        let retired = lock(&self.cas).retired.clone();
+        let name = &self.cfg.webhook_configuration;
+        // A renewed CA is new by definition; only the CA being served can go missing.
+        let serving = ours == lock(&self.cas).serving.as_slice();
         for kind in [Kind::Mutating, Kind::Validating] {
-            self.publish_one(kind, ours).await?;
+            sync_one(
+                &self.client,
+                &self.metrics,
+                kind,
+                name,
+                "publish",
+                |bundles| merge_bundle(bundles, ours, &retired, SystemTime::now()),
+                |report| {
+                    if report.added && serving && self.ready.load(Ordering::SeqCst) {
+                        // Pruned by another replica or an operator: the apiserver cannot verify us
+                        // now.
+                        self.ready.store(false, Ordering::SeqCst);
+                        tracing::warn!(
+                            kind = kind.as_str(),
+                            %name,
+                            "our CA is missing from the caBundle; adding it again"
+                        );
+                    }
+                },
+            )
+            .await?;
         }
         Ok(())
     }
+}
 
-    /// Reads, merges and writes one configuration, again on `409 Conflict` (another replica wrote
-    /// in between), after a short jittered pause so that two replicas do not collide again.
-    async fn publish_one(&self, kind: Kind, ours: &[u8]) -> Result<()> {
-        let name = &self.cfg.webhook_configuration;
-        let mut conflicts = 0;
-        loop {
-            let observed =
-                observe(&self.client, kind, name)
-                    .await
-                    .map_err(|source| Error::Kube {
-                        action: "read (with a no-op patch)",
-                        kind: kind.as_str(),
-                        name: name.clone(),
-                        source,
-                    })?;
-            let bundles: Vec<&[u8]> = observed
-                .bundles
-                .iter()
-                .map(|b| b.as_deref().unwrap_or_default())
-                .collect();
-            let (pem, report) = merge_bundle(&bundles, ours, &self.retired, SystemTime::now());
-            let stale: Vec<usize> = observed
-                .bundles
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.as_deref() != Some(pem.as_bytes()))
-                .map(|(i, _)| i)
-                .collect();
-            if stale.is_empty() {
-                tracing::debug!(kind = kind.as_str(), %name, "caBundle already up to date");
-                return Ok(());
+/// Reads, merges (with `merge`) and writes one configuration, again on `409 Conflict` (another
+/// replica wrote in between), after a short jittered pause so that two replicas do not collide
+/// again. `before_write` sees the merge report of a bundle that is about to change. `why` names the
+/// caller in the logs (`publish` or `withdraw`). Every read-merge-write is counted by outcome.
+async fn sync_one(
+    client: &Client,
+    metrics: &Metrics,
+    kind: Kind,
+    name: &str,
+    why: &'static str,
+    merge: impl Fn(&[&[u8]]) -> (String, MergeReport),
+    before_write: impl Fn(&MergeReport),
+) -> Result<()> {
+    let mut conflicts = 0;
+    loop {
+        let observed = match observe(client, kind, name).await {
+            Ok(o) => o,
+            Err(source) => {
+                metrics.ca_publication(Publication::Error);
+                return Err(Error::Kube {
+                    action: "read (with a no-op patch)",
+                    kind: kind.as_str(),
+                    name: name.to_string(),
+                    source,
+                });
             }
-            // A renewed CA is new by definition; only the CA being served can go missing.
-            let serving = ours == self.ca_der.as_slice();
-            if report.added && serving && self.ready.load(Ordering::SeqCst) {
-                // Pruned by another replica or an operator: the apiserver cannot verify us now.
-                self.ready.store(false, Ordering::SeqCst);
-                tracing::warn!(
+        };
+        let bundles: Vec<&[u8]> = observed
+            .bundles
+            .iter()
+            .map(|b| b.as_deref().unwrap_or_default())
+            .collect();
+        let (pem, report) = merge(&bundles);
+        // An absent caBundle and an empty one are the same to the apiserver (and it stores "" as
+        // absent), so an emptied bundle is not rewritten again and again.
+        let stale: Vec<usize> = bundles
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b != pem.as_bytes())
+            .map(|(i, _)| i)
+            .collect();
+        if stale.is_empty() {
+            metrics.ca_publication(Publication::Unchanged);
+            tracing::debug!(kind = kind.as_str(), %name, why, "caBundle already up to date");
+            return Ok(());
+        }
+        before_write(&report);
+        match write(client, kind, name, &observed.resource_version, &stale, &pem).await {
+            Ok(()) => {
+                metrics.ca_publication(Publication::Written);
+                tracing::info!(
                     kind = kind.as_str(),
                     %name,
-                    "our CA is missing from the caBundle; adding it again"
+                    why,
+                    webhooks = stale.len(),
+                    certificates = report.kept,
+                    added = report.added,
+                    moved = report.moved,
+                    expired = report.expired,
+                    unparsable = report.unparsable,
+                    retired = report.retired,
+                    over_cap = report.over_cap,
+                    "wrote the CA bundle"
                 );
+                return Ok(());
             }
-            match write(
-                &self.client,
-                kind,
-                name,
-                &observed.resource_version,
-                &stale,
-                &pem,
-            )
-            .await
+            Err(kube::Error::Api(status))
+                if status.is_conflict() && conflicts < MAX_CONFLICT_RETRIES =>
             {
-                Ok(()) => {
-                    tracing::info!(
-                        kind = kind.as_str(),
-                        %name,
-                        webhooks = stale.len(),
-                        certificates = report.kept,
-                        added = report.added,
-                        moved = report.moved,
-                        expired = report.expired,
-                        unparsable = report.unparsable,
-                        retired = report.retired,
-                        over_cap = report.over_cap,
-                        "published the CA bundle"
-                    );
-                    return Ok(());
-                }
-                Err(kube::Error::Api(status))
-                    if status.is_conflict() && conflicts < MAX_CONFLICT_RETRIES =>
-                {
-                    conflicts += 1;
-                    tracing::debug!(
-                        kind = kind.as_str(),
-                        %name,
-                        conflicts,
-                        "caBundle changed since it was read; merging again"
-                    );
-                    let pause = Duration::from_millis(50 * u64::from(conflicts));
-                    tokio::time::sleep(jitter(pause, 0.5)).await;
-                }
-                Err(source) => {
-                    return Err(Error::Kube {
-                        action: "patch the caBundle of",
-                        kind: kind.as_str(),
-                        name: name.clone(),
-                        source,
-                    });
-                }
+                metrics.ca_publication(Publication::Conflict);
+                conflicts += 1;
+                tracing::debug!(
+                    kind = kind.as_str(),
+                    %name,
+                    why,
+                    conflicts,
+                    "caBundle changed since it was read; merging again"
+                );
+                let pause = Duration::from_millis(50 * u64::from(conflicts));
+                tokio::time::sleep(jitter(pause, 0.5)).await;
+            }
+            Err(source) => {
+                metrics.ca_publication(Publication::Error);
+                return Err(Error::Kube {
+                    action: "patch the caBundle of",
+                    kind: kind.as_str(),
+                    name: name.to_string(),
+                    source,
+                });
             }
         }
     }

@@ -4,7 +4,8 @@
 //! listener stops accepting, `/readyz` turns 503, and open connections finish their in-flight
 //! requests within the grace period. The certificate comes from files (re-read when they change) or,
 //! in self-managed mode, from [`crate::self_managed`], whose background task publishes the CA; then
-//! `/readyz` also stays 503 until that CA is published.
+//! `/readyz` also stays 503 until that CA is published, and on shutdown, only after the drain, the
+//! task stops and the replica withdraws its CA (at most a few seconds more).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use crate::config::InjectorConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{Endpoint, Metrics};
 use crate::review::{bad_request, review};
-use crate::self_managed;
+use crate::self_managed::{self, SelfManaged};
 use crate::tls::{ReloadingCert, server_config};
 
 /// How long a client may take to finish the TLS handshake.
@@ -57,8 +58,15 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     https: JoinHandle<()>,
     health: JoinHandle<()>,
-    /// Keeps the certificate fresh: the file watcher, or the self-managed TLS task.
-    watcher: JoinHandle<()>,
+    keeper: Keeper,
+}
+
+/// What keeps the certificate fresh.
+enum Keeper {
+    /// The task that re-reads the certificate files.
+    Files(JoinHandle<()>),
+    /// Self-managed TLS: its task, and the CA to withdraw on shutdown.
+    SelfManaged(Box<SelfManaged>),
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -121,11 +129,19 @@ impl RunningServer {
             addr: cfg.server.health_listen.to_string(),
             source,
         })?;
-        let (certs, watcher, tls_ready) = match (&cfg.server.self_managed_tls, client) {
+        let metrics = match cfg.server.self_managed_tls {
+            Some(_) => Metrics::with_self_managed_tls(),
+            None => Metrics::new(),
+        };
+        let (certs, keeper, tls_ready) = match (&cfg.server.self_managed_tls, client) {
             (Some(sm), Some(client)) => {
                 let tls_ready = Arc::new(AtomicBool::new(false));
-                let (certs, task) = self_managed::start(sm, client, Arc::clone(&tls_ready))?;
-                (certs, task, tls_ready)
+                let sm = self_managed::start(sm, client, Arc::clone(&tls_ready), metrics.clone())?;
+                (
+                    Arc::clone(sm.certs()),
+                    Keeper::SelfManaged(Box::new(sm)),
+                    tls_ready,
+                )
             }
             _ => {
                 let (Some(cert), Some(key)) = (&cfg.server.tls_cert_file, &cfg.server.tls_key_file)
@@ -138,13 +154,17 @@ impl RunningServer {
                 };
                 let certs = ReloadingCert::load(cert, key)?;
                 let watcher = certs.spawn_watcher(cfg.server.tls_reload_interval);
-                (certs, watcher, Arc::new(AtomicBool::new(true)))
+                (
+                    certs,
+                    Keeper::Files(watcher),
+                    Arc::new(AtomicBool::new(true)),
+                )
             }
         };
         let acceptor = TlsAcceptor::from(server_config(Arc::clone(&certs))?);
         let shared = Arc::new(Shared {
             cfg,
-            metrics: Metrics::new(),
+            metrics,
             ready: AtomicBool::new(true),
             tls_ready,
         });
@@ -160,7 +180,7 @@ impl RunningServer {
             stop,
             https: https_task,
             health: health_task,
-            watcher,
+            keeper,
         })
     }
 
@@ -174,13 +194,20 @@ impl RunningServer {
         &self.shared.metrics
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the grace period), then returns.
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), then returns. In
+    /// self-managed TLS mode it then stops the publishing task and withdraws this replica's CA
+    /// from the webhook configurations (bounded by [`self_managed::WITHDRAW_TIMEOUT`]): only now,
+    /// because until the drain ends the apiserver may still be calling this replica. `/readyz`
+    /// keeps answering 503 meanwhile.
     pub async fn shutdown(self) {
         self.shared.ready.store(false, Ordering::SeqCst);
         let _ = self.stop.send(true);
         let _ = self.https.await;
+        match self.keeper {
+            Keeper::Files(watcher) => watcher.abort(),
+            Keeper::SelfManaged(sm) => sm.shutdown().await,
+        }
         self.health.abort();
-        self.watcher.abort();
         tracing::info!("hush-injector stopped");
     }
 }

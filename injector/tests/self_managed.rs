@@ -1,6 +1,7 @@
 //! Self-managed TLS without the apiserver: the CA and leaf it makes, and the caBundle merge that
 //! lets several replicas share one bundle (dedupe, drop expired, unparsable and retired
-//! certificates, cap the Hush CAs from the front, keep live ones fresh). The apiserver side is in
+//! certificates, cap the Hush CAs from the front, keep live ones fresh), and the withdrawal at
+//! shutdown (all of ours out, nothing else touched). The apiserver side is in
 //! tests/tests/self_managed_tls.rs.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use hush_injector::config::SelfManagedTls;
 use hush_injector::self_managed::{
-    KEEP_FRESH_WITHIN, MAX_HUSH_CAS, issue, merge_bundle, pem_encode,
+    KEEP_FRESH_WITHIN, MAX_HUSH_CAS, issue, merge_bundle, pem_encode, withdraw_bundle,
 };
 use hush_injector::tls::ReloadingCert;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -175,4 +176,66 @@ fn two_replicas_converge_without_undoing_each_other() {
     assert_eq!(again_a, after_b);
     assert!(!report.added && !report.moved);
     assert_eq!(ders(&after_b), vec![a, b]);
+}
+
+#[test]
+fn withdrawing_drops_all_of_ours_and_keeps_everyone_elses() {
+    let now = SystemTime::now();
+    let operator = other_ca(30);
+    let (replica_b, ours, our_old, our_pending) =
+        (hush_ca(now), hush_ca(now), hush_ca(now), hush_ca(now));
+    let bundle = pem(&[&operator, &our_old, &replica_b, &ours, &our_pending]);
+    let mine = vec![ours.clone(), our_pending, our_old];
+    let (out, report) = withdraw_bundle(&[&bundle, &bundle], &mine, now);
+    assert_eq!(ders(&out), vec![operator, replica_b.clone()]);
+    assert_eq!(report.retired, 3);
+    assert!(!report.added && !report.moved);
+    // Idempotent, and never adds ours back.
+    let (again, _) = withdraw_bundle(&[out.as_bytes()], &mine, now);
+    assert_eq!(again, out);
+    // The other replica's next publication keeps the bundle as it is.
+    let (after_b, report) = merge_bundle(&[out.as_bytes()], &replica_b, &[], now);
+    assert_eq!(after_b, out);
+    assert!(!report.added);
+}
+
+#[test]
+fn the_last_replica_withdrawing_leaves_an_empty_bundle() {
+    let now = SystemTime::now();
+    let ours = hush_ca(now);
+    let (out, report) = withdraw_bundle(&[&pem(&[&ours])], &[ours], now);
+    assert_eq!(out, "");
+    assert_eq!(report.kept, 0);
+    // The next replica publishes into it as into a new configuration.
+    let next = hush_ca(now);
+    let (after, report) = merge_bundle(&[out.as_bytes()], &next, &[], now);
+    assert!(report.added);
+    assert_eq!(ders(&after), vec![next]);
+}
+
+#[test]
+fn self_managed_metrics_are_registered_only_in_that_mode() {
+    use hush_injector::metrics::{Metrics, Publication};
+    let m = Metrics::with_self_managed_tls();
+    m.ca_publication(Publication::Written);
+    m.ca_publication(Publication::Conflict);
+    m.serving_cert_expires(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000));
+    let text = m.encode();
+    assert!(
+        text.contains("hush_injector_ca_publications_total{outcome=\"written\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hush_injector_ca_publications_total{outcome=\"conflict\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hush_injector_serving_cert_expiry_timestamp_seconds 1900000000\n"),
+        "{text}"
+    );
+    let plain = Metrics::new().encode();
+    assert!(
+        !plain.contains("ca_publications") && !plain.contains("serving_cert_expiry"),
+        "{plain}"
+    );
 }

@@ -6,7 +6,9 @@
 //! both: it calls one through the mutating configuration and the other through the validating one,
 //! then the second through the mutating one too after its URL is switched. A second test renews a
 //! 45-second certificate under a steady stream of admission requests: none fails, the replica stays
-//! ready, and the bundle ends with only the new CA.
+//! ready, and the bundle ends with only the new CA. A third shuts one of two replicas down
+//! gracefully: its CA leaves every webhook's bundle, the other's stays and still admits pods, the
+//! publication metrics are on `/metrics`, and the last replica to go leaves the bundles empty.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -632,15 +634,212 @@ async fn rotation_publishes_the_new_ca_first_and_drops_no_request() {
     t.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_withdraws_its_ca_on_graceful_shutdown() {
+    let t = setup().await;
+    let cfg = injector_config(&t.env, &t.name);
+    let a = RunningServer::start_with_client(cfg.clone(), t.client.clone())
+        .await
+        .expect("replica a starts");
+    let b = RunningServer::start_with_client(cfg, t.client.clone())
+        .await
+        .expect("replica b starts");
+    // The mutating webhook calls b, which stays; the validating ones call a, which goes.
+    register_webhooks(
+        &t.admin,
+        &t.name,
+        &t.selector,
+        b.https_addr.port(),
+        a.https_addr.port(),
+    )
+    .await;
+    wait_ready(&[&a, &b]).await;
+    let all = bundles(&t.admin, &t.name).await;
+    let ca_a = served_ca(&a, &all[0]);
+    let ca_b = served_ca(&b, &all[0]);
+    for bundle in &all {
+        assert_eq!(bundle.len(), 2, "both replicas' CAs");
+    }
+    let pods = t.app_namespace().await;
+    until_admission(
+        &pods,
+        &pod("before", &INJECT),
+        "replica b injects",
+        injected,
+    )
+    .await;
+
+    // The metrics of self-managed TLS: b wrote its CA into both configurations, and says when its
+    // certificate expires (validityDays: 1). Labels carry the outcome only, no certificate data.
+    let metrics = http_get(b.health_addr, "/metrics").await;
+    let written = metric(
+        &metrics,
+        r#"hush_injector_ca_publications_total{outcome="written"}"#,
+    );
+    assert!(written >= 2.0, "b wrote both configurations:\n{metrics}");
+    for line in metrics.lines() {
+        if let Some(labels) = line.strip_prefix("hush_injector_ca_publications_total{") {
+            let outcome = labels.split('}').next().unwrap_or_default();
+            assert!(
+                ["written", "unchanged", "conflict", "error"]
+                    .iter()
+                    .any(|o| outcome == format!(r#"outcome="{o}""#)),
+                "only a bounded outcome label: {line}"
+            );
+        }
+    }
+    let expiry = metric(
+        &metrics,
+        "hush_injector_serving_cert_expiry_timestamp_seconds",
+    );
+    let in_a_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+        + 86_400.0;
+    assert!(
+        (expiry - in_a_day).abs() < 300.0,
+        "the serving certificate expires in a day: {expiry} vs {in_a_day}"
+    );
+
+    // Graceful shutdown of a, with a request to a still in flight (its body held back): a keeps
+    // its CA published until that request is answered, since the apiserver may still be calling
+    // it; only after the drain does it withdraw.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (finish_tx, finish_rx) = std::sync::mpsc::channel();
+    let slow = tokio::task::spawn_blocking({
+        let (addr, ca) = (a.https_addr, ca_a.clone());
+        move || slow_request(addr, ca, &started_tx, &finish_rx)
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv())
+        .await
+        .expect("join")
+        .expect("the slow request is sent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shutdown = tokio::spawn(a.shutdown());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!shutdown.is_finished(), "a waits for its in-flight request");
+    assert!(
+        bundles(&t.admin, &t.name)
+            .await
+            .iter()
+            .all(|b| b.contains(&ca_a)),
+        "a's CA stays while a request to a is in flight"
+    );
+    finish_tx.send(()).expect("finish the slow request");
+    let answer = slow.await.expect("join");
+    assert!(answer.starts_with("HTTP/1.1 "), "answered: {answer:?}");
+    shutdown.await.expect("a shuts down");
+
+    // Once shutdown returns, a's CA is gone from every webhook, and b's is there.
+    let all = bundles(&t.admin, &t.name).await;
+    assert_eq!(all.len(), 3);
+    for bundle in &all {
+        assert!(!bundle.contains(&ca_a), "a withdrew its CA");
+        assert_eq!(bundle, &vec![ca_b.clone()], "only b's CA is left");
+    }
+    // b still mutates pods: the apiserver verifies it against the smaller bundle.
+    let before = b.metrics().encode();
+    until_admission(
+        &pods,
+        &pod("after", &INJECT),
+        "replica b still injects",
+        |r| (injected(r).is_some() && b.metrics().encode() != before).then_some(()),
+    )
+    .await;
+    let created = pods
+        .create(&PostParams::default(), &pod("web-after", &INJECT))
+        .await
+        .expect("annotated pod is admitted after a left");
+    assert_eq!(
+        injected(&Ok(created)),
+        Some(()),
+        "the stored pod has the sidecar"
+    );
+    // a's task is stopped: nothing put its CA back meanwhile.
+    assert!(
+        bundles(&t.admin, &t.name)
+            .await
+            .iter()
+            .all(|b| b == &vec![ca_b.clone()]),
+        "a's CA stays withdrawn"
+    );
+
+    // The last replica withdraws too, leaving the bundles empty: its CA's key is gone, so nothing
+    // could ever be verified with it, and the next replica publishes its own at start.
+    b.shutdown().await;
+    let all = bundles(&t.admin, &t.name).await;
+    assert!(all.iter().all(Vec::is_empty), "empty bundles: {all:?}");
+
+    t.cleanup().await;
+}
+
+/// POSTs to `/mutate` over TLS (trusting only `ca`) but holds the body back until `finish`, so the
+/// request stays in flight; returns the answer's status line.
+fn slow_request(
+    addr: std::net::SocketAddr,
+    ca: Vec<u8>,
+    started: &std::sync::mpsc::Sender<()>,
+    finish: &std::sync::mpsc::Receiver<()>,
+) -> String {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca)).expect("CA parses");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect replica a");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let body = b"{}";
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).expect("write the head");
+    tls.flush().expect("flush");
+    started.send(()).expect("signal");
+    finish.recv().expect("wait for the signal");
+    tls.write_all(body).expect("write the body");
+    tls.flush().expect("flush");
+    let mut out = Vec::new();
+    // The server may close without close_notify: keep whatever was read.
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The value of the sample `name` (with its labels, if any) in a text exposition.
+fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{exposition}"))
+}
+
 /// GET /readyz over plain HTTP/1.1; returns the raw response.
 async fn get_readyz(addr: std::net::SocketAddr) -> String {
+    http_get(addr, "/readyz").await
+}
+
+/// GET `path` over plain HTTP/1.1 from the health port; returns the raw response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect health port");
-    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     tcp.read_to_string(&mut out).await.expect("read");
     out
