@@ -8,7 +8,8 @@
 //!   `$(VAR)` in command and args,
 //! - bind-mounts each volume at the spec's real path in a private mount namespace
 //!   (`unshare -m --propagation private`), `readOnly` mounts as read-only remounts, and the root
-//!   filesystem read-only when `readOnlyRootFilesystem` is set,
+//!   filesystem read-only when `readOnlyRootFilesystem` is set; the mount points it has to create
+//!   on the host (`mkdir` is not namespaced) are removed when the last runner finishes,
 //! - drops to the spec's `runAsUser`/`runAsGroup` (plus `fsGroup` and `supplementalGroups`) with no
 //!   capabilities and `no_new_privs` (`setpriv`), then execs the command, mapping an image binary
 //!   such as `hush-sidecar` to the locally built one.
@@ -89,6 +90,8 @@ pub struct RunningContainer {
     pub env: BTreeMap<String, String>,
     tmpfs: Vec<PathBuf>,
     exit: Option<ExitStatus>,
+    /// Shared lock on [`MountPoints`] while the container may use host mount points.
+    mount_points: Option<MountPoints>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -512,6 +515,134 @@ pub fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The mount points a private mount namespace needs on the host's root filesystem (`/hush/...`,
+/// `/var/run/secrets/...`): `mkdir` is not namespaced, so the runner creates the missing ones
+/// itself, records them in a list next to a lock file, and removes them (when empty) once no
+/// runner in any process uses them any more. Every running container holds a shared `flock` on
+/// the lock file from before it creates anything; the cleanup runs only under an exclusive one
+/// taken without waiting, because removing a directory that is a mount point in another runner's
+/// namespace would detach that runner's mount. Creating and recording is serialised by a second,
+/// briefly held lock, so no runner ever waits for a lock while holding one another waits for.
+struct MountPoints {
+    _lock: fs::File,
+}
+
+impl std::fmt::Debug for MountPoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MountPoints")
+    }
+}
+
+/// Where the runner's lock files and list live: the system's lock directory (a tmpfs cleared at
+/// boot), so they are not temp files left behind; the temp dir where there is none. The lock files
+/// are never removed: unlinking a lock file while another process has it open splits the lock.
+fn mount_points_dir() -> PathBuf {
+    let run_lock = Path::new("/run/lock");
+    if run_lock.is_dir() {
+        run_lock.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn mount_points_lock_path() -> PathBuf {
+    mount_points_dir().join("hush-pod-runner.lock")
+}
+
+fn mount_points_list_path() -> PathBuf {
+    mount_points_dir().join("hush-pod-runner.created")
+}
+
+fn open_lock(path: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| fail(format!("open {}: {e}", path.display())))
+}
+
+impl MountPoints {
+    /// Creates the missing directories of `targets` on the host and records them; returns the
+    /// shared lock the container holds until it is dropped.
+    fn prepare(targets: &[&str]) -> MountPoints {
+        use rustix::fs::{FlockOperation, flock};
+        let lock = open_lock(&mount_points_lock_path());
+        flock(&lock, FlockOperation::LockShared)
+            .unwrap_or_else(|e| fail(format!("lock the mount points: {e}")));
+        let create = open_lock(&mount_points_dir().join("hush-pod-runner.create-lock"));
+        flock(&create, FlockOperation::LockExclusive)
+            .unwrap_or_else(|e| fail(format!("lock the mount-point list: {e}")));
+        let mut created = Vec::new();
+        for target in targets {
+            let mut missing = Vec::new();
+            let mut p = Path::new(target);
+            while !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err() {
+                missing.push(p.to_path_buf());
+                p = p.parent().unwrap_or(Path::new(""));
+            }
+            for dir in missing.into_iter().rev() {
+                match fs::create_dir(&dir) {
+                    Ok(()) => created.push(dir),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => fail(format!("mkdir {}: {e}", dir.display())),
+                }
+            }
+        }
+        if !created.is_empty() {
+            use std::io::Write as _;
+            let mut list = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(mount_points_list_path())
+                .unwrap_or_else(|e| fail(format!("open the mount-point list: {e}")));
+            for dir in &created {
+                writeln!(list, "{}", dir.display())
+                    .unwrap_or_else(|e| fail(format!("record a mount point: {e}")));
+            }
+        }
+        drop(create);
+        MountPoints { _lock: lock }
+    }
+
+    /// Releases this container's lock and, if no other runner holds one, removes the recorded
+    /// directories that are empty (deepest first). Best effort: nothing here fails a test.
+    fn release(self) {
+        use rustix::fs::{FlockOperation, flock};
+        drop(self);
+        let Ok(lock) = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(mount_points_lock_path())
+        else {
+            return;
+        };
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return; // Another container still runs; the last one cleans up.
+        }
+        let list = mount_points_list_path();
+        let Ok(text) = fs::read_to_string(&list) else {
+            return;
+        };
+        let unique: std::collections::BTreeSet<&str> =
+            text.lines().filter(|l| l.starts_with('/')).collect();
+        let mut dirs: Vec<&str> = unique.into_iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(Path::new(d).components().count()));
+        let mut kept = Vec::new();
+        for d in dirs {
+            if fs::remove_dir(d).is_err() && Path::new(d).exists() {
+                kept.push(d);
+            }
+        }
+        let _ = if kept.is_empty() {
+            fs::remove_file(&list)
+        } else {
+            fs::write(&list, kept.join("\n") + "\n")
+        };
+    }
+}
+
 /// Runs `spec.container` of `pod` (as read back from the apiserver) as a local process.
 pub async fn run_container(client: &Client, pod: &Pod, spec: RunSpec) -> RunningContainer {
     let pod_spec = pod.spec.as_ref().unwrap_or_else(|| fail("pod has no spec"));
@@ -735,6 +866,10 @@ pub async fn run_container(client: &Client, pod: &Pod, spec: RunSpec) -> Running
     }
     script.push('\n');
 
+    let mount_points = (sandbox == Sandbox::Namespace).then(|| {
+        let targets: Vec<&str> = mounts.iter().map(|m| m.container_path.as_str()).collect();
+        MountPoints::prepare(&targets)
+    });
     let log = root.join("container.log");
     let out = fs::File::create(&log).unwrap_or_else(|e| fail(format!("create log: {e}")));
     let err = out
@@ -778,6 +913,7 @@ pub async fn run_container(client: &Client, pod: &Pod, spec: RunSpec) -> Running
         env,
         tmpfs,
         exit: None,
+        mount_points,
     }
 }
 
@@ -866,6 +1002,9 @@ impl Drop for RunningContainer {
         }
         for dir in &self.tmpfs {
             let _ = Command::new("umount").arg(dir).status();
+        }
+        if let Some(m) = self.mount_points.take() {
+            m.release();
         }
         if std::env::var("HUSH_KEEP_POD_ROOT").is_err() {
             let _ = fs::remove_dir_all(&self.root);
