@@ -101,14 +101,23 @@ mod tests {
         let canary = format!("CANARY-{}", std::process::id());
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let s2 = seen.clone();
-        let previous = std::panic::take_hook();
+        // The hook is process-wide: record only this thread's panics and hand the others (a
+        // test failing in parallel) to the previous hook.
+        let me = std::thread::current().id();
+        let previous: Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync> =
+            Arc::from(std::panic::take_hook());
+        let p2 = previous.clone();
         std::panic::set_hook(Box::new(move |info| {
-            s2.lock().unwrap().push(panic_report(info));
+            if std::thread::current().id() == me {
+                s2.lock().unwrap().push(panic_report(info));
+            } else {
+                p2(info);
+            }
         }));
         let c = canary.clone();
         let formatted = std::panic::catch_unwind(move || panic!("value is {c}"));
         let literal = std::panic::catch_unwind(|| panic!("an invariant broke"));
-        std::panic::set_hook(previous);
+        std::panic::set_hook(Box::new(move |info| previous(info)));
         assert!(formatted.is_err() && literal.is_err());
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 2, "{seen:?}");

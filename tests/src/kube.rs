@@ -106,6 +106,111 @@ fn has_hush_annotation(meta: &str) -> String {
     format!("has({meta}.annotations) && {meta}.annotations.exists(k, k.startsWith('hush.dev/'))")
 }
 
+/// The webhook configurations the chart renders, both named `name`: Pods go to `mutate`;
+/// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs to `validate` (two
+/// webhooks). `matchConditions` send only objects with a `hush.dev/` annotation, and a
+/// `namespaceSelector` on [`WEBHOOK_LABEL`]`=selector` keeps parallel tests apart. Created in the
+/// apiserver with `client`.
+pub async fn create_webhook_configurations(
+    client: &Client,
+    name: &str,
+    selector: &str,
+    mutate: WebhookClientConfig,
+    validate: WebhookClientConfig,
+) {
+    let ns_selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            WEBHOOK_LABEL.to_string(),
+            selector.to_string(),
+        )])),
+        match_expressions: None,
+    };
+    let mutating = MutatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        webhooks: Some(vec![MutatingWebhook {
+            name: "pods.inject.hush.dev".into(),
+            admission_review_versions: vec!["v1".into()],
+            client_config: mutate,
+            failure_policy: Some("Fail".into()),
+            match_policy: Some("Equivalent".into()),
+            match_conditions: Some(vec![MatchCondition {
+                name: "hush-annotations".into(),
+                expression: has_hush_annotation("object.metadata"),
+            }]),
+            namespace_selector: Some(ns_selector.clone()),
+            reinvocation_policy: Some("IfNeeded".into()),
+            rules: Some(vec![rule("", &["pods"], &["CREATE"])]),
+            side_effects: "None".into(),
+            timeout_seconds: Some(10),
+            ..MutatingWebhook::default()
+        }]),
+    };
+    let template_meta = "object.spec.template.metadata";
+    let cron_meta = "object.spec.jobTemplate.spec.template.metadata";
+    let validating = ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        webhooks: Some(vec![
+            ValidatingWebhook {
+                name: "workloads.validate.hush.dev".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: validate.clone(),
+                failure_policy: Some("Fail".into()),
+                match_conditions: Some(vec![MatchCondition {
+                    name: "hush-annotations".into(),
+                    expression: format!(
+                        "has(object.spec.template.metadata) && {}",
+                        has_hush_annotation(template_meta)
+                    ),
+                }]),
+                namespace_selector: Some(ns_selector.clone()),
+                rules: Some(vec![
+                    rule(
+                        "apps",
+                        &["deployments", "statefulsets", "daemonsets", "replicasets"],
+                        &["CREATE", "UPDATE"],
+                    ),
+                    rule("batch", &["jobs"], &["CREATE", "UPDATE"]),
+                ]),
+                side_effects: "None".into(),
+                timeout_seconds: Some(10),
+                ..ValidatingWebhook::default()
+            },
+            ValidatingWebhook {
+                name: "cronjobs.validate.hush.dev".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: validate.clone(),
+                failure_policy: Some("Fail".into()),
+                match_conditions: Some(vec![MatchCondition {
+                    name: "hush-annotations".into(),
+                    expression: format!(
+                        "has(object.spec.jobTemplate.spec.template.metadata) && {}",
+                        has_hush_annotation(cron_meta)
+                    ),
+                }]),
+                namespace_selector: Some(ns_selector),
+                rules: Some(vec![rule("batch", &["cronjobs"], &["CREATE", "UPDATE"])]),
+                side_effects: "None".into(),
+                timeout_seconds: Some(10),
+                ..ValidatingWebhook::default()
+            },
+        ]),
+    };
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &mutating)
+        .await
+        .unwrap_or_else(|e| panic!("create MutatingWebhookConfiguration: {e}"));
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &validating)
+        .await
+        .unwrap_or_else(|e| panic!("create ValidatingWebhookConfiguration: {e}"));
+}
+
 impl InjectorFixture {
     /// Starts the injector with `config_yaml` (sidecar, vault, ... sections; the server section is
     /// filled in here) and registers both webhooks, selected by a unique namespace label.
@@ -127,104 +232,21 @@ impl InjectorFixture {
         let port = server.https_addr.port();
         let selector = unique_name("wh");
         let ca_bundle = ByteString(pki.ca_pem.clone().into_bytes());
-        let ns_selector = LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                WEBHOOK_LABEL.to_string(),
-                selector.clone(),
-            )])),
-            match_expressions: None,
-        };
         let client_config = |path: &str| WebhookClientConfig {
             ca_bundle: Some(ca_bundle.clone()),
             url: Some(format!("https://127.0.0.1:{port}{path}")),
             service: None,
         };
         let mutating_name = format!("hush-{selector}");
-        let mutating = MutatingWebhookConfiguration {
-            metadata: ObjectMeta {
-                name: Some(mutating_name.clone()),
-                ..ObjectMeta::default()
-            },
-            webhooks: Some(vec![MutatingWebhook {
-                name: "pods.inject.hush.dev".into(),
-                admission_review_versions: vec!["v1".into()],
-                client_config: client_config("/mutate"),
-                failure_policy: Some("Fail".into()),
-                match_policy: Some("Equivalent".into()),
-                match_conditions: Some(vec![MatchCondition {
-                    name: "hush-annotations".into(),
-                    expression: has_hush_annotation("object.metadata"),
-                }]),
-                namespace_selector: Some(ns_selector.clone()),
-                reinvocation_policy: Some("IfNeeded".into()),
-                rules: Some(vec![rule("", &["pods"], &["CREATE"])]),
-                side_effects: "None".into(),
-                timeout_seconds: Some(10),
-                ..MutatingWebhook::default()
-            }]),
-        };
-        let validating_name = format!("hush-{selector}");
-        let template_meta = "object.spec.template.metadata";
-        let cron_meta = "object.spec.jobTemplate.spec.template.metadata";
-        let validating = ValidatingWebhookConfiguration {
-            metadata: ObjectMeta {
-                name: Some(validating_name.clone()),
-                ..ObjectMeta::default()
-            },
-            webhooks: Some(vec![
-                ValidatingWebhook {
-                    name: "workloads.validate.hush.dev".into(),
-                    admission_review_versions: vec!["v1".into()],
-                    client_config: client_config("/validate"),
-                    failure_policy: Some("Fail".into()),
-                    match_conditions: Some(vec![MatchCondition {
-                        name: "hush-annotations".into(),
-                        expression: format!(
-                            "has(object.spec.template.metadata) && {}",
-                            has_hush_annotation(template_meta)
-                        ),
-                    }]),
-                    namespace_selector: Some(ns_selector.clone()),
-                    rules: Some(vec![
-                        rule(
-                            "apps",
-                            &["deployments", "statefulsets", "daemonsets", "replicasets"],
-                            &["CREATE", "UPDATE"],
-                        ),
-                        rule("batch", &["jobs"], &["CREATE", "UPDATE"]),
-                    ]),
-                    side_effects: "None".into(),
-                    timeout_seconds: Some(10),
-                    ..ValidatingWebhook::default()
-                },
-                ValidatingWebhook {
-                    name: "cronjobs.validate.hush.dev".into(),
-                    admission_review_versions: vec!["v1".into()],
-                    client_config: client_config("/validate"),
-                    failure_policy: Some("Fail".into()),
-                    match_conditions: Some(vec![MatchCondition {
-                        name: "hush-annotations".into(),
-                        expression: format!(
-                            "has(object.spec.jobTemplate.spec.template.metadata) && {}",
-                            has_hush_annotation(cron_meta)
-                        ),
-                    }]),
-                    namespace_selector: Some(ns_selector),
-                    rules: Some(vec![rule("batch", &["cronjobs"], &["CREATE", "UPDATE"])]),
-                    side_effects: "None".into(),
-                    timeout_seconds: Some(10),
-                    ..ValidatingWebhook::default()
-                },
-            ]),
-        };
-        Api::<MutatingWebhookConfiguration>::all(client.clone())
-            .create(&PostParams::default(), &mutating)
-            .await
-            .unwrap_or_else(|e| panic!("create MutatingWebhookConfiguration: {e}"));
-        Api::<ValidatingWebhookConfiguration>::all(client.clone())
-            .create(&PostParams::default(), &validating)
-            .await
-            .unwrap_or_else(|e| panic!("create ValidatingWebhookConfiguration: {e}"));
+        let validating_name = mutating_name.clone();
+        create_webhook_configurations(
+            client,
+            &mutating_name,
+            &selector,
+            client_config("/mutate"),
+            client_config("/validate"),
+        )
+        .await;
         let _ = env;
         InjectorFixture {
             server: Some(server),

@@ -18,15 +18,13 @@ use hush_injector::config::RawConfig;
 use hush_injector::server::RunningServer;
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
-use hush_tests::kube::WEBHOOK_LABEL;
+use hush_tests::kube::{WEBHOOK_LABEL, create_webhook_configurations};
 use k8s_openapi::api::admissionregistration::v1::{
-    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
-    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Config};
 use rustls::pki_types::pem::PemObject;
@@ -92,18 +90,9 @@ fn token_client(env: &TestEnv, token: String) -> Client {
     Client::try_from(config).expect("token client")
 }
 
-fn rule(group: &str, resources: &[&str], ops: &[&str]) -> RuleWithOperations {
-    RuleWithOperations {
-        api_groups: Some(vec![group.to_string()]),
-        api_versions: Some(vec!["v1".to_string()]),
-        operations: Some(ops.iter().map(|s| s.to_string()).collect()),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        scope: Some("Namespaced".to_string()),
-    }
-}
-
-/// Like the chart's webhooks (and tests/src/kube.rs), but with no caBundle at all, as the chart
-/// renders them in selfManaged mode, and each configuration pointing at its own injector.
+/// The chart's webhooks (as tests/src/kube.rs registers them for the other suites), but with no
+/// caBundle at all, as the chart renders them in selfManaged mode, and each configuration pointing
+/// at its own injector.
 async fn register_webhooks(
     admin: &Client,
     name: &str,
@@ -111,83 +100,19 @@ async fn register_webhooks(
     mutate_port: u16,
     validate_port: u16,
 ) {
-    let ns_selector = LabelSelector {
-        match_labels: Some(BTreeMap::from([(
-            WEBHOOK_LABEL.to_string(),
-            selector.to_string(),
-        )])),
-        match_expressions: None,
-    };
     let client_config = |port: u16, path: &str| WebhookClientConfig {
         ca_bundle: None,
         url: Some(format!("https://127.0.0.1:{port}{path}")),
         service: None,
     };
-    let has_hush = |m: &str| {
-        format!("has({m}.annotations) && {m}.annotations.exists(k, k.startsWith('hush.dev/'))")
-    };
-    let mutating = MutatingWebhookConfiguration {
-        metadata: meta(name),
-        webhooks: Some(vec![MutatingWebhook {
-            name: "pods.inject.hush.dev".into(),
-            admission_review_versions: vec!["v1".into()],
-            client_config: client_config(mutate_port, "/mutate"),
-            failure_policy: Some("Fail".into()),
-            match_conditions: Some(vec![MatchCondition {
-                name: "hush-annotations".into(),
-                expression: has_hush("object.metadata"),
-            }]),
-            namespace_selector: Some(ns_selector.clone()),
-            reinvocation_policy: Some("IfNeeded".into()),
-            rules: Some(vec![rule("", &["pods"], &["CREATE"])]),
-            side_effects: "None".into(),
-            timeout_seconds: Some(10),
-            ..MutatingWebhook::default()
-        }]),
-    };
-    let validating = ValidatingWebhookConfiguration {
-        metadata: meta(name),
-        webhooks: Some(vec![
-            ValidatingWebhook {
-                name: "workloads.validate.hush.dev".into(),
-                admission_review_versions: vec!["v1".into()],
-                client_config: client_config(validate_port, "/validate"),
-                failure_policy: Some("Fail".into()),
-                match_conditions: Some(vec![MatchCondition {
-                    name: "hush-annotations".into(),
-                    expression: format!(
-                        "has(object.spec.template.metadata) && {}",
-                        has_hush("object.spec.template.metadata")
-                    ),
-                }]),
-                namespace_selector: Some(ns_selector.clone()),
-                rules: Some(vec![rule("apps", &["deployments"], &["CREATE", "UPDATE"])]),
-                side_effects: "None".into(),
-                timeout_seconds: Some(10),
-                ..ValidatingWebhook::default()
-            },
-            // A second entry, so the test sees every webhook of a configuration patched.
-            ValidatingWebhook {
-                name: "jobs.validate.hush.dev".into(),
-                admission_review_versions: vec!["v1".into()],
-                client_config: client_config(validate_port, "/validate"),
-                failure_policy: Some("Fail".into()),
-                namespace_selector: Some(ns_selector),
-                rules: Some(vec![rule("batch", &["jobs"], &["CREATE", "UPDATE"])]),
-                side_effects: "None".into(),
-                timeout_seconds: Some(10),
-                ..ValidatingWebhook::default()
-            },
-        ]),
-    };
-    Api::<MutatingWebhookConfiguration>::all(admin.clone())
-        .create(&PostParams::default(), &mutating)
-        .await
-        .expect("create MutatingWebhookConfiguration");
-    Api::<ValidatingWebhookConfiguration>::all(admin.clone())
-        .create(&PostParams::default(), &validating)
-        .await
-        .expect("create ValidatingWebhookConfiguration");
+    create_webhook_configurations(
+        admin,
+        name,
+        selector,
+        client_config(mutate_port, "/mutate"),
+        client_config(validate_port, "/validate"),
+    )
+    .await;
 }
 
 /// The injector's config: self-managed TLS for `name`, with 127.0.0.1 as an extra SAN because the
