@@ -324,3 +324,39 @@ impl InjectorFixture {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A pod YAML that passes Pod Security "restricted" on its own (non-root, no privilege escalation,
+/// no capabilities, RuntimeDefault seccomp), with ServiceAccount `app`, one app container that
+/// reads `/var/run/secrets/hush/db`, and `annotations` (values quoted as JSON strings).
+pub fn restricted_pod_yaml(name: &str, annotations: &[(&str, &str)]) -> String {
+    let mut ann = String::new();
+    for (k, v) in annotations {
+        ann.push_str(&format!(
+            "    {k}: {}\n",
+            serde_json::to_string(v).expect("a string is JSON")
+        ));
+    }
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  annotations:
+{ann}spec:
+  serviceAccountName: app
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+  - name: app
+    image: registry.example/app:1
+    command: ["/bin/sh", "-c", "cat /var/run/secrets/hush/db"]
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities:
+        drop: ["ALL"]
+"#
+    )
+}

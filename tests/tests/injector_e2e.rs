@@ -54,36 +54,7 @@ fn operator_config(env: &TestEnv) -> String {
 
 /// A pod that passes Pod Security "restricted" on its own.
 fn pod_yaml(name: &str, annotations: &[(&str, &str)]) -> String {
-    let mut ann = String::new();
-    for (k, v) in annotations {
-        ann.push_str(&format!(
-            "    {k}: {}\n",
-            serde_json::to_string(v).expect("json string")
-        ));
-    }
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  annotations:
-{ann}spec:
-  serviceAccountName: app
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 1000
-    seccompProfile:
-      type: RuntimeDefault
-  containers:
-  - name: app
-    image: registry.example/app:1
-    command: ["/bin/sh", "-c", "cat /var/run/secrets/hush/db"]
-    securityContext:
-      allowPrivilegeEscalation: false
-      capabilities:
-        drop: ["ALL"]
-"#
-    )
+    hush_tests::kube::restricted_pod_yaml(name, annotations)
 }
 
 struct Setup {

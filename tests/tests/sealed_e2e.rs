@@ -150,33 +150,13 @@ fn signal(sc: &RunningContainer, sig: rustix::process::Signal) {
 }
 
 fn pod_yaml(name: &str, files: &[(&str, &str)]) -> String {
-    let mut ann = String::from("    hush.dev/inject: \"true\"\n    hush.dev/refresh: 1h\n");
-    for (file, source) in files {
-        ann.push_str(&format!("    hush.dev/secret-{file}: {source}\n"));
-    }
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  annotations:
-{ann}spec:
-  serviceAccountName: app
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 1000
-    seccompProfile:
-      type: RuntimeDefault
-  containers:
-  - name: app
-    image: registry.example/app:1
-    command: ["/bin/sh", "-c", "cat /var/run/secrets/hush/db"]
-    securityContext:
-      allowPrivilegeEscalation: false
-      capabilities:
-        drop: ["ALL"]
-"#
-    )
+    let keys: Vec<(String, &str)> = files
+        .iter()
+        .map(|(file, source)| (format!("hush.dev/secret-{file}"), *source))
+        .collect();
+    let mut annotations = vec![("hush.dev/inject", "true"), ("hush.dev/refresh", "1h")];
+    annotations.extend(keys.iter().map(|(k, v)| (k.as_str(), *v)));
+    hush_tests::kube::restricted_pod_yaml(name, &annotations)
 }
 
 /// The sidecar container of the stored spec, with metrics on a free loopback port.
