@@ -396,7 +396,11 @@ async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
         fetched_at.elapsed() < Duration::from_secs(24),
         "replaced after the old lease had already expired"
     );
-    assert!(count.load(Ordering::SeqCst) >= 1, "the app was notified");
+    // The notification follows the write: the reader can see the new files first.
+    wait_for("the app's notification", || {
+        (count.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
     assert_eq!(psql(&fx.env, &user, &pass, "select 1").unwrap(), "1");
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
