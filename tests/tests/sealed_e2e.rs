@@ -20,6 +20,7 @@ use hush_tests::env::TestEnv;
 use hush_tests::harness::free_port;
 use hush_tests::kube::InjectorFixture;
 use hush_tests::pod_runner::{RunSpec, RunningContainer, run_container};
+use hush_tests::sidecar_pod::http_get;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, PostParams};
@@ -172,21 +173,6 @@ fn sidecar_spec(args: Option<&str>) -> (RunSpec, String) {
     (spec, metrics)
 }
 
-fn metrics_text(addr: &str) -> String {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_refused() {
     let env = TestEnv::load();
@@ -309,7 +295,7 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
     assert!(!logs.contains("canary"), "no value in the logs: {logs}");
     assert_eq!(std::fs::read(&db).expect("read db"), PASSWORD_2.as_bytes());
     assert_eq!(std::fs::read(&cert).expect("read cert"), binary_value());
-    let m = metrics_text(&metrics);
+    let m = http_get(metrics.parse().expect("a loopback address"), "/metrics");
     assert!(
         m.contains(r#"hush_sidecar_errors_total{source="sealed",file="db",class="permanent"} 1"#),
         "the failure shows in metrics: {m}"
