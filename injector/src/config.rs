@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hush_sidecar::config::{AwsSettings, OperatorSettings, VaultSettings};
+use hush_config::config::{AwsSettings, OperatorSettings, VaultSettings};
+use hush_contract::names::{check_dns1123_label, check_dns1123_subdomain};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -274,7 +275,7 @@ impl RawConfig {
         };
         if let Some(map) = &self.allowed_roles {
             for (ns, roles) in map {
-                if ns != "*" && !is_dns_label(ns) {
+                if ns != "*" && check_dns1123_label(ns).is_err() {
                     return Err(Error::config(
                         format!("allowedRoles.{ns}"),
                         "key must be a namespace name or \"*\"",
@@ -283,7 +284,7 @@ impl RawConfig {
                 for role in roles {
                     // The sidecar's own rule, so a role the parser would refuse fails at start,
                     // not at every admission.
-                    if let Err(why) = hush_sidecar::config::check_role_name(role) {
+                    if let Err(why) = hush_config::config::check_role_name(role) {
                         return Err(Error::config(format!("allowedRoles.{ns}"), why));
                     }
                 }
@@ -324,7 +325,7 @@ impl RawConfig {
                 .map_or(defaults.fetch_deadline, Duration::from_secs),
         };
         operator.validate().map_err(|e| match e {
-            hush_sidecar::Error::Config { field, reason } => {
+            hush_config::Error::Config { field, reason } => {
                 Error::config(operator_field_name(&field), reason)
             }
             other => Error::config("sidecar", other.to_string()),
@@ -492,7 +493,10 @@ fn build_self_managed(raw: RawSelfManagedTls) -> Result<Option<SelfManagedTls>> 
         )
     })?;
     let labels: Vec<&str> = service.split('.').collect();
-    if labels.len() != 3 || labels[2] != "svc" || !labels.iter().all(|l| is_dns_label(l)) {
+    if labels.len() != 3
+        || labels[2] != "svc"
+        || !labels.iter().all(|l| check_dns1123_label(l).is_ok())
+    {
         return Err(Error::config(
             format!("{F}.service"),
             format!("`{service}` is not <service>.<namespace>.svc (lowercase DNS labels)"),
@@ -505,7 +509,7 @@ fn build_self_managed(raw: RawSelfManagedTls) -> Result<Option<SelfManagedTls>> 
              patches (--self-managed-tls-webhook-configuration)",
         )
     })?;
-    if !is_dns_subdomain(&webhook_configuration) {
+    if check_dns1123_subdomain(&webhook_configuration).is_err() {
         return Err(Error::config(
             format!("{F}.webhookConfiguration"),
             format!("`{webhook_configuration}` is not a Kubernetes object name"),
@@ -526,7 +530,7 @@ fn build_self_managed(raw: RawSelfManagedTls) -> Result<Option<SelfManagedTls>> 
         service.clone(),
     ];
     for san in raw.extra_sans.unwrap_or_default() {
-        if san.parse::<std::net::IpAddr>().is_err() && !is_dns_subdomain(&san) {
+        if san.parse::<std::net::IpAddr>().is_err() && check_dns1123_subdomain(&san).is_err() {
             return Err(Error::config(
                 format!("{F}.extraSans"),
                 format!("`{san}` is neither an IP address nor a lowercase DNS name"),
@@ -687,7 +691,9 @@ fn build_vault(raw: RawVault) -> Result<(VaultSettings, i64)> {
     check_plain("vault.authMount", &auth_mount)?;
     let approle_mount = raw.approle_mount.unwrap_or_else(|| "approle".to_string());
     check_plain("vault.approleMount", &approle_mount)?;
-    let audience = raw.audience.unwrap_or_else(|| "vault".to_string());
+    let audience = raw
+        .audience
+        .unwrap_or_else(|| hush_contract::VAULT_AUDIENCE.to_string());
     check_plain("vault.audience", &audience)?;
     let exp = check_token_expiration(
         "vault.tokenExpirationSeconds",
@@ -736,25 +742,10 @@ fn build_aws(raw: RawAws) -> Result<(AwsSettings, i64)> {
         AwsSettings {
             region,
             endpoint: raw.endpoint,
-            audience: "sts.amazonaws.com".to_string(),
+            audience: hush_contract::STS_AUDIENCE.to_string(),
         },
         exp,
     ))
-}
-
-/// An RFC 1123 subdomain (most object names): dot-separated labels, at most 253 characters.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// An RFC 1123 label (namespace names).
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[cfg(test)]

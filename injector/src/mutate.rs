@@ -1,16 +1,23 @@
 //! The pure mutation: a Pod plus the operator's configuration in, a JSON patch (or a denial) out,
-//! with no IO. The annotations go through the sidecar crate's one parser, the result is merged with
-//! the operator's settings and handed to the sidecar as versioned JSON in `HUSH_CONFIG`, and the
-//! patch inserts the native sidecar at `/spec/initContainers/0` together with its volumes. Every
-//! JSON pointer is built from tokens (so `/` in an annotation key becomes `~1`), parent lists are
-//! added only when absent, and a pod that already carries our container gets an empty patch, so a
-//! second admission changes nothing.
+//! with no IO. The annotations go through the sidecar's one parser (`hush_config`), the result is
+//! merged with the operator's settings and handed to the sidecar as versioned JSON in
+//! `HUSH_CONFIG`, and the patch inserts the native sidecar at `/spec/initContainers/0` together
+//! with its volumes. Every name the sidecar reads back (container, volumes, paths, env vars,
+//! subcommands, token audiences) comes from `hush_contract`, never a literal here. Every JSON
+//! pointer is built from tokens (so `/` in an annotation key becomes `~1`), parent lists are added
+//! only when absent, and a pod that already carries our container gets an empty patch, so a second
+//! admission changes nothing.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use hush_sidecar::config::{CONFIG_ENV, Mode, OnChange, STATUS, SidecarConfig, VaultAuth, paths};
+use hush_config::config::{Mode, OnChange, SidecarConfig, VaultAuth};
+use hush_contract::{
+    ANNOTATION_PREFIX, AWS_SESSION_NAME, IDENTITY_KEY, IDENTITY_SECRET, METRICS_PORT_NAME,
+    SIDECAR_BINARY, STATUS, STATUS_INJECTED, STS_AUDIENCE, VAULT_AUDIENCE, env as vars, paths,
+    subcommand, volumes,
+};
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
@@ -24,32 +31,9 @@ use serde_json::{Value, json};
 
 use crate::config::InjectorConfig;
 
-/// Name of the injected container.
-pub const SIDECAR_NAME: &str = "hush-sidecar";
-/// Prefix of every volume the injector adds; pods may not use it.
-pub const RESERVED_VOLUME_PREFIX: &str = "hush-";
-/// The tmpfs secrets volume.
-pub const SECRETS_VOLUME: &str = "hush-secrets";
-/// The sidecar's private state volume.
-pub const STATE_VOLUME: &str = "hush-state";
-/// The projected Vault token.
-pub const TOKEN_VOLUME: &str = "hush-token";
-/// The projected STS token.
-pub const AWS_TOKEN_VOLUME: &str = "hush-aws-token";
-/// The namespace's age identity Secret.
-pub const IDENTITY_VOLUME: &str = "hush-identity";
-/// The AppRole/token credentials Secret.
-pub const CREDENTIALS_VOLUME: &str = "hush-credentials";
-/// Prefix of the sealed ConfigMap volumes (`hush-sealed-0`, ...).
-pub const SEALED_VOLUME_PREFIX: &str = "hush-sealed-";
-/// The Secret holding the namespace's age identity, and its key.
-pub const IDENTITY_SECRET: &str = "hush-identity";
-/// Key of the identity inside [`IDENTITY_SECRET`].
-pub const IDENTITY_KEY: &str = "identity";
-/// Value of `hush.dev/status` after injection.
-pub const STATUS_INJECTED: &str = "injected";
-/// Audience of the AWS web-identity token.
-pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// Name of the injected container (the contract's, re-exported for the tests).
+pub use hush_contract::SIDECAR_CONTAINER as SIDECAR_NAME;
+pub use hush_contract::volumes::RESERVED_PREFIX as RESERVED_VOLUME_PREFIX;
 
 /// Why a pod was refused; a fixed, bounded set used as the metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,13 +107,13 @@ pub fn already_injected(spec: &PodSpec) -> bool {
     spec.init_containers
         .iter()
         .flatten()
-        .any(|c| c.name == SIDECAR_NAME && c.env.iter().flatten().any(|e| e.name == CONFIG_ENV))
+        .any(|c| c.name == SIDECAR_NAME && c.env.iter().flatten().any(|e| e.name == vars::CONFIG))
 }
 
 fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
     annotations
         .keys()
-        .any(|k| k.starts_with(hush_sidecar::config::ANNOTATION_PREFIX) && k != STATUS)
+        .any(|k| k.starts_with(ANNOTATION_PREFIX) && k != STATUS)
 }
 
 fn check_reserved(spec: &PodSpec) -> Result<(), Denial> {
@@ -374,12 +358,12 @@ fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantit
 /// The volumes and the sidecar's mounts for one config.
 fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![
-        memory_dir(SECRETS_VOLUME, &cfg.sidecar.secrets_size_limit),
-        memory_dir(STATE_VOLUME, "1Mi"),
+        memory_dir(volumes::SECRETS, &cfg.sidecar.secrets_size_limit),
+        memory_dir(volumes::STATE, "1Mi"),
     ];
     let mut mounts = vec![
-        mount(SECRETS_VOLUME, paths::SECRETS_DIR, false),
-        mount(STATE_VOLUME, paths::STATE_DIR, false),
+        mount(volumes::SECRETS, paths::SECRETS_DIR, false),
+        mount(volumes::STATE, paths::STATE_DIR, false),
     ];
     if sc.has_vault() {
         match sc.auth {
@@ -388,21 +372,21 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
                     .operator
                     .vault
                     .as_ref()
-                    .map_or("vault", |v| v.audience.as_str());
+                    .map_or(VAULT_AUDIENCE, |v| v.audience.as_str());
                 volumes.push(token_volume(
-                    TOKEN_VOLUME,
+                    volumes::TOKEN,
                     audience,
                     cfg.vault_token_expiration_seconds,
                     paths::TOKEN_FILE,
                 ));
-                mounts.push(mount(TOKEN_VOLUME, &dirname(paths::TOKEN_FILE), true));
+                mounts.push(mount(volumes::TOKEN, &dirname(paths::TOKEN_FILE), true));
             }
             VaultAuth::AppRole | VaultAuth::Token => {}
         }
     }
     if let Some(secret) = &sc.credentials_secret {
         volumes.push(Volume {
-            name: CREDENTIALS_VOLUME.to_string(),
+            name: volumes::CREDENTIALS.to_string(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.clone()),
                 optional: Some(false),
@@ -410,7 +394,7 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
             }),
             ..Volume::default()
         });
-        mounts.push(mount(CREDENTIALS_VOLUME, paths::CREDENTIALS_DIR, true));
+        mounts.push(mount(volumes::CREDENTIALS, paths::CREDENTIALS_DIR, true));
     }
     // The STS token only with a role to assume: without `hush.dev/aws-role-arn` the SDK's default
     // chain decides (EKS Pod Identity, or an IRSA env that EKS's own webhook adds), and a token
@@ -422,20 +406,20 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
             .as_ref()
             .map_or(STS_AUDIENCE, |a| a.audience.as_str());
         volumes.push(token_volume(
-            AWS_TOKEN_VOLUME,
+            volumes::AWS_TOKEN,
             audience,
             cfg.aws_token_expiration_seconds,
             paths::AWS_TOKEN_FILE,
         ));
         mounts.push(mount(
-            AWS_TOKEN_VOLUME,
+            volumes::AWS_TOKEN,
             &dirname(paths::AWS_TOKEN_FILE),
             true,
         ));
     }
     if sc.has_sealed() {
         for (i, cm) in sc.sealed_configmaps().iter().enumerate() {
-            let name = format!("{SEALED_VOLUME_PREFIX}{i}");
+            let name = format!("{}{i}", volumes::SEALED_PREFIX);
             volumes.push(Volume {
                 name: name.clone(),
                 config_map: Some(ConfigMapVolumeSource {
@@ -449,7 +433,7 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
             mounts.push(mount(&name, &path.to_string_lossy(), true));
         }
         volumes.push(Volume {
-            name: IDENTITY_VOLUME.to_string(),
+            name: volumes::IDENTITY.to_string(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(IDENTITY_SECRET.to_string()),
                 items: Some(vec![KeyToPath {
@@ -462,7 +446,11 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
             }),
             ..Volume::default()
         });
-        mounts.push(mount(IDENTITY_VOLUME, &dirname(paths::IDENTITY_FILE), true));
+        mounts.push(mount(
+            volumes::IDENTITY,
+            &dirname(paths::IDENTITY_FILE),
+            true,
+        ));
     }
     (volumes, mounts)
 }
@@ -475,23 +463,23 @@ fn sidecar_container(
 ) -> Container {
     let native = sc.mode == Mode::Sidecar;
     let mut env = vec![
-        env(CONFIG_ENV, sc.to_json()),
-        field_env("HUSH_POD_NAME", "metadata.name"),
-        field_env("HUSH_POD_NAMESPACE", "metadata.namespace"),
+        env(vars::CONFIG, sc.to_json()),
+        field_env(vars::POD_NAME, "metadata.name"),
+        field_env(vars::POD_NAMESPACE, "metadata.namespace"),
     ];
     if sc.has_aws() {
         if let Some(arn) = &sc.aws_role_arn {
             env.push(self::env(
-                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                vars::AWS_WEB_IDENTITY_TOKEN_FILE,
                 paths::AWS_TOKEN_FILE,
             ));
-            env.push(self::env("AWS_ROLE_ARN", arn.clone()));
-            env.push(self::env("AWS_ROLE_SESSION_NAME", "hush-sidecar"));
+            env.push(self::env(vars::AWS_ROLE_ARN, arn.clone()));
+            env.push(self::env(vars::AWS_ROLE_SESSION_NAME, AWS_SESSION_NAME));
         }
         if let Some(aws) = &sc.operator.aws {
-            env.push(self::env("AWS_REGION", aws.region.clone()));
+            env.push(self::env(vars::AWS_REGION, aws.region.clone()));
             if let Some(ep) = &aws.endpoint {
-                env.push(self::env("AWS_ENDPOINT_URL", ep.clone()));
+                env.push(self::env(vars::AWS_ENDPOINT_URL, ep.clone()));
             }
         }
     }
@@ -500,13 +488,20 @@ fn sidecar_container(
         name: SIDECAR_NAME.to_string(),
         image: Some(cfg.sidecar.image.clone()),
         image_pull_policy: Some(cfg.sidecar.image_pull_policy.clone()),
-        command: Some(vec!["hush-sidecar".into()]),
-        args: Some(vec![if native { "run" } else { "once" }.into()]),
+        command: Some(vec![SIDECAR_BINARY.into()]),
+        args: Some(vec![
+            if native {
+                subcommand::RUN
+            } else {
+                subcommand::ONCE
+            }
+            .into(),
+        ]),
         restart_policy: native.then(|| "Always".to_string()),
         env: Some(env),
         ports: native.then(|| {
             vec![ContainerPort {
-                name: Some("hush-metrics".into()),
+                name: Some(METRICS_PORT_NAME.into()),
                 container_port: i32::from(sc.operator.metrics_port),
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
@@ -514,7 +509,7 @@ fn sidecar_container(
         }),
         startup_probe: native.then(|| Probe {
             exec: Some(ExecAction {
-                command: Some(vec!["hush-sidecar".into(), "probe".into()]),
+                command: Some(vec![SIDECAR_BINARY.into(), subcommand::PROBE.into()]),
             }),
             period_seconds: Some(1),
             timeout_seconds: Some(1),
@@ -549,7 +544,7 @@ fn sidecar_container(
     }
 }
 
-fn denial_from_parser(e: hush_sidecar::Error) -> Denial {
+fn denial_from_parser(e: hush_config::Error) -> Denial {
     Denial::new(DenialReason::Annotations, e.to_string())
 }
 
@@ -575,7 +570,7 @@ pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch,
     } else {
         pod_fs_group
     };
-    let Some(sc) = hush_sidecar::annotations::check(annotations, namespace, &settings)
+    let Some(sc) = hush_config::annotations::check(annotations, namespace, &settings)
         .map_err(denial_from_parser)?
     else {
         return Ok(Patch(Vec::new()));
@@ -638,7 +633,7 @@ pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch,
     for v in &volumes {
         add(&mut ops, ptr(["spec", "volumes", "-"]), to_value(v));
     }
-    let app_mount = to_value(&mount(SECRETS_VOLUME, &sc.mount_path, true));
+    let app_mount = to_value(&mount(volumes::SECRETS, &sc.mount_path, true));
     for &t in &targets {
         let (field, i) = field_of(t);
         let c = container(spec, t);

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hush_sidecar::backoff::{Backoff, jitter, renew_after};
+use hush_config::backoff::{Backoff, jitter, renew_after};
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::admissionregistration::v1::{

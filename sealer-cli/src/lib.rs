@@ -1,26 +1,20 @@
-//! `hush_sealer` owns the sealed-secret format: it turns a Kubernetes Secret into a ConfigMap whose
-//! values are age ciphertexts bound to (format version, namespace, name, key, scope), and back. The
-//! CLI (`hush`) and the sidecar's `sealed:` source both go through this library, so there is exactly
-//! one implementation of the format and of its checks. See `FORMAT.md` beside this crate.
-//!
-//! The sidecar calls [`parse_identity`] on the mounted `hush-identity` Secret and [`open_value`] on
-//! the mounted sealed ConfigMap's data.
+//! `hush_sealer` is the `hush` CLI: seal, unseal, edit, re-key and key generation around the sealed
+//! format. The format itself (sealing and opening, identities, the bounded YAML parser, the one
+//! error type) lives in the `hush_sealed_format` crate beside this one (`format/`), so that the
+//! sidecar, which only opens values, links none of the CLI's dependencies (clap, clap_complete,
+//! regex, signal-hook). This crate re-exports that library under its old paths, so
+//! `hush_sealer::open_value` and `hush_sealer::format::META_KEY` still name the one
+//! implementation. See `FORMAT.md` beside this crate.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
 pub mod edit;
-pub mod error;
-pub mod format;
 pub mod fsio;
-pub mod keys;
 pub mod rules;
-pub mod sealed;
-pub mod secret;
-pub mod yaml;
 
-pub use error::{Error, Result};
-pub use format::{META_KEY, Scope};
-pub use keys::parse_identity;
-pub use sealed::{SealedConfigMap, open_value, seal, unseal};
-pub use secret::{Secret, SecretValue};
+pub use hush_sealed_format::{
+    Error, META_KEY, Result, Scope, SealedConfigMap, Secret, SecretValue, open_value,
+    parse_identity, seal, unseal,
+};
+pub use hush_sealed_format::{error, format, keys, sealed, secret, yaml};

@@ -52,11 +52,11 @@ pub const BATCH_SIZE: usize = 20;
 /// Largest web-identity token file read (a projected token is about 1 KiB).
 const MAX_TOKEN_BYTES: u64 = 64 << 10;
 /// Env vars of web identity (IRSA), set by the injector on the sidecar container.
-pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+pub const TOKEN_FILE_ENV: &str = hush_contract::env::AWS_WEB_IDENTITY_TOKEN_FILE;
 /// The role to assume with the web-identity token.
-pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
+pub const ROLE_ARN_ENV: &str = hush_contract::env::AWS_ROLE_ARN;
 /// Optional STS session name (defaults to `hush-sidecar-<unix seconds>`).
-pub const SESSION_NAME_ENV: &str = "AWS_ROLE_SESSION_NAME";
+pub const SESSION_NAME_ENV: &str = hush_contract::env::AWS_ROLE_SESSION_NAME;
 
 /// API operations counted in [`api_calls`].
 pub mod ops {
@@ -641,7 +641,8 @@ impl WebIdentity {
             match code.as_str() {
                 "AccessDenied" | "InvalidIdentityToken" | "MalformedPolicyDocument" => {
                     CredentialsError::invalid_configuration(format!(
-                        "{msg}; fix: the role's trust policy must trust the cluster's OIDC provider and allow this service account (sub system:serviceaccount:<namespace>:<name>, aud sts.amazonaws.com)"
+                        "{msg}; fix: the role's trust policy must trust the cluster's OIDC provider and allow this service account (sub system:serviceaccount:<namespace>:<name>, aud {})",
+                        hush_contract::STS_AUDIENCE
                     ))
                 }
                 _ => CredentialsError::provider_error(msg),

@@ -12,20 +12,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// One or more `hush.dev/*` annotations are invalid; all problems are listed.
-    #[error("{}", AnnotationProblem::join(.0))]
-    Annotations(Vec<AnnotationProblem>),
-    /// A field of `HUSH_CONFIG` or of the operator settings is invalid.
+    /// The annotations, `HUSH_CONFIG` or the operator settings are invalid (the schema's own
+    /// error, with its message unchanged).
+    #[error(transparent)]
+    Schema(#[from] hush_config::Error),
+    /// A runtime setting outside the schema is invalid (an env var, a mounted credential).
     #[error("invalid config field {field}: {reason}")]
     Config { field: String, reason: String },
-    /// `HUSH_CONFIG` has a version this sidecar does not speak.
-    #[error(
-        "HUSH_CONFIG has version {found}, but this hush-sidecar supports version {supported}; deploy the sidecar image of the injector's release"
-    )]
-    ConfigVersion { found: String, supported: u32 },
-    /// `HUSH_CONFIG` is not valid JSON for the schema.
-    #[error("HUSH_CONFIG is not a valid config")]
-    ConfigJson(#[source] serde_json::Error),
     /// Writing the secrets volume failed. When `kept_previous` is true (every failure before the
     /// `..data` swap, such as a full tmpfs) the previous set of files is intact.
     #[error("writing secret file {file} failed ({op}){}", kept_note(*.kept_previous))]
@@ -67,30 +60,7 @@ fn kept_note(kept: bool) -> &'static str {
     }
 }
 
-/// One invalid annotation and the rule it broke.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AnnotationProblem {
-    /// The full annotation key, e.g. `hush.dev/refresh`.
-    pub annotation: String,
-    /// What is wrong and how to fix it.
-    pub reason: String,
-}
-
-impl AnnotationProblem {
-    fn join(problems: &[AnnotationProblem]) -> String {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-impl std::fmt::Display for AnnotationProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "annotation \"{}\": {}", self.annotation, self.reason)
-    }
-}
+pub use hush_config::AnnotationProblem;
 
 /// Result with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

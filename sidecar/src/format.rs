@@ -12,17 +12,15 @@
 
 use std::io::{self, Write};
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use hush_config::template::sandbox;
+use minijinja::Value;
 use zeroize::Zeroizing;
 
 use crate::config::{FileSpec, Format, limits};
 use crate::error::{Error, Result};
 use crate::secret::{SecretBytes, SecretFields, SecretValue};
 
-/// Instructions a template may run.
-pub const TEMPLATE_FUEL: u64 = 200_000;
-/// Nesting depth a template may reach.
-pub const TEMPLATE_RECURSION_LIMIT: usize = 32;
+pub use hush_config::template::{TEMPLATE_FUEL, TEMPLATE_RECURSION_LIMIT, check_template_syntax};
 
 /// Renders `spec`'s file from `value`, capped at the crate-wide maximum file size.
 pub fn render(spec: &FileSpec, value: &SecretValue) -> Result<Zeroizing<Vec<u8>>> {
@@ -58,30 +56,6 @@ pub fn render_capped(
         ))),
         Err(reason) => Err(fail(reason)),
     }
-}
-
-/// Checks that a template parses, without rendering it (used at admission).
-pub fn check_template_syntax(template: &str) -> std::result::Result<(), String> {
-    sandbox()
-        .template_from_str(template)
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "the template does not parse: {} (line {})",
-                e.detail().unwrap_or("syntax error"),
-                e.line().unwrap_or(0)
-            )
-        })
-}
-
-/// The template environment: no loader, strict undefined, fuel, no auto-escape.
-fn sandbox() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(TEMPLATE_FUEL));
-    env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    env
 }
 
 type Res = std::result::Result<(), String>;

@@ -5,11 +5,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hush_sidecar::contract::subcommand;
 use hush_sidecar::runtime::{self, ProcessEnv};
 
 /// Fetches secrets for one pod and keeps them fresh on a tmpfs.
 #[derive(Parser)]
-#[command(name = "hush-sidecar", version, about)]
+#[command(name = hush_sidecar::contract::SIDECAR_BINARY, version, about)]
 struct Cli {
     /// Log as JSON lines.
     #[arg(long, env = "HUSH_LOG_JSON", global = true)]
@@ -27,15 +28,20 @@ struct Cli {
     command: Command,
 }
 
+/// The names are the contract's: the injector writes them into the pod spec.
 #[derive(Subcommand)]
 enum Command {
     /// Native sidecar: fetch, write, mark started, refresh until SIGTERM.
+    #[command(name = subcommand::RUN)]
     Run,
     /// Init container: fetch, write, exit.
+    #[command(name = subcommand::ONCE)]
     Once,
     /// Startup probe: exit 0 once the first fetch has been written.
+    #[command(name = subcommand::PROBE)]
     Probe,
     /// Parse and validate HUSH_CONFIG, then exit 0, or 1 with the error.
+    #[command(name = subcommand::CHECK_CONFIG)]
     CheckConfig,
 }
 

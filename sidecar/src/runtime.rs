@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::ErrorClass;
 use crate::config::{CONFIG_ENV, Mode, SidecarConfig, paths};
+use crate::contract::env as vars;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -114,7 +115,7 @@ pub fn load_config(env: &dyn Env) -> Result<SidecarConfig> {
         field: CONFIG_ENV.into(),
         reason: "is not set; the injector sets it on the sidecar container".into(),
     })?;
-    SidecarConfig::from_json(&raw)
+    Ok(SidecarConfig::from_json(&raw)?)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -142,9 +143,33 @@ fn write_marker(paths: &Paths) -> Result<()> {
     std::fs::rename(&tmp, paths.marker()).map_err(io)
 }
 
+/// Names the pod in the log from the downward-API env the injector sets ([`vars::POD_NAME`],
+/// [`vars::POD_NAMESPACE`]; absent when the sidecar is run by hand), and warns when the pod runs in
+/// another namespace than the one its `HUSH_CONFIG` was made for (a pod spec copied between
+/// namespaces): sealed values are bound to the config's namespace and Vault roles were checked for
+/// it.
+fn announce_pod(env: &dyn Env, cfg: &SidecarConfig) {
+    let pod = env.var(vars::POD_NAME).unwrap_or_default();
+    match env.var(vars::POD_NAMESPACE) {
+        Some(ns) if ns != cfg.namespace => tracing::warn!(
+            pod = %pod,
+            namespace = %ns,
+            config_namespace = %cfg.namespace,
+            "HUSH_CONFIG was made for another namespace; let the injector inject this pod again"
+        ),
+        _ => tracing::info!(
+            pod = %pod,
+            namespace = %cfg.namespace,
+            files = cfg.files.len(),
+            "starting"
+        ),
+    }
+}
+
 /// `hush-sidecar once`: fetch, write, exit. Never revokes.
 pub fn once(env: &dyn Env) -> Result<()> {
     let cfg = load_config(env)?;
+    announce_pod(env, &cfg);
     crate::hardening::harden();
     let paths = Paths::from_env(env);
     runtime()?.block_on(async {
@@ -170,6 +195,7 @@ pub fn once(env: &dyn Env) -> Result<()> {
 /// `hush-sidecar run`: the native sidecar.
 pub fn run(env: &dyn Env) -> Result<()> {
     let cfg = load_config(env)?;
+    announce_pod(env, &cfg);
     crate::hardening::harden();
     let paths = Paths::from_env(env);
     if cfg.mode == Mode::InitOnly {

@@ -3,7 +3,7 @@
 //! ConfigMap at `SEALED_DIR/<configmap>/` and the namespace's `hush-identity` Secret at
 //! `IDENTITY_FILE`, both into the sidecar container only. This provider reads the whole mounted set
 //! (the MAC covers every key, so one value cannot be checked alone), reads the identity into a
-//! zeroized buffer, and hands both to [`hush_sealer::open_value`], which checks the binding to this
+//! zeroized buffer, and hands both to [`hush_sealed_format::open_value`], which checks the binding to this
 //! pod's namespace and the referenced name, verifies the MAC and decrypts through age's streaming
 //! decryptor into a pre-sized zeroized buffer.
 //!
@@ -25,8 +25,8 @@ use std::io::{self, ErrorKind, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use hush_sealer::format::{MAX_CONFIGMAP_BYTES, META_KEY};
-use hush_sealer::keys::{IDENTITY_KEY, IDENTITY_SECRET};
+use hush_sealed_format::format::{MAX_CONFIGMAP_BYTES, META_KEY};
+use hush_sealed_format::keys::{IDENTITY_KEY, IDENTITY_SECRET};
 use rustix::fs::{Dir, Mode, OFlags};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -172,10 +172,16 @@ impl SealedProvider {
         };
         let text =
             std::str::from_utf8(&bytes).map_err(|_| unusable("it is not UTF-8 text".into()))?;
-        let identity = hush_sealer::parse_identity(text).map_err(|e| unusable(e.to_string()))?;
-        let value =
-            hush_sealer::open_value(&mounted.data, &self.namespace, configmap, key, &identity)
-                .map_err(|e| sealer_error(e, configmap, key, &self.namespace))?;
+        let identity =
+            hush_sealed_format::parse_identity(text).map_err(|e| unusable(e.to_string()))?;
+        let value = hush_sealed_format::open_value(
+            &mounted.data,
+            &self.namespace,
+            configmap,
+            key,
+            &identity,
+        )
+        .map_err(|e| sealer_error(e, configmap, key, &self.namespace))?;
         tracing::debug!(
             configmap,
             key,
@@ -283,16 +289,21 @@ fn volume_error(what: &str, path: &Path, e: io::Error) -> Error {
     )
 }
 
-/// Maps a `hush_sealer` error into a store error naming the reference. Its messages name the
+/// Maps a `hush_sealed_format` error into a store error naming the reference. Its messages name the
 /// object and key, never a value; only the decryption hint is rewritten for a pod.
-fn sealer_error(e: hush_sealer::Error, configmap: &str, key: &str, namespace: &str) -> Error {
+fn sealer_error(
+    e: hush_sealed_format::Error,
+    configmap: &str,
+    key: &str,
+    namespace: &str,
+) -> Error {
     let class = if e.is_permanent() {
         ErrorClass::Permanent
     } else {
         ErrorClass::Transient
     };
     let detail = match e {
-        hush_sealer::Error::Decrypt { object, what } => format!(
+        hush_sealed_format::Error::Decrypt { object, what } => format!(
             "cannot decrypt {what} of {object} with the namespace's identity (Secret \
              {IDENTITY_SECRET} in {namespace}): it was not sealed to that identity's public key, \
              or the ciphertext is damaged. Re-seal it for the public key in the \
@@ -529,7 +540,7 @@ mod tests {
     impl Fixture {
         fn new() -> Fixture {
             let tmp = tempfile::tempdir().unwrap();
-            let generated = hush_sealer::keys::generate();
+            let generated = hush_sealed_format::keys::generate();
             let id_dir = tmp.path().join("identity");
             std::fs::create_dir_all(&id_dir).unwrap();
             std::fs::write(id_dir.join("identity"), generated.identity_file.as_bytes()).unwrap();
@@ -546,23 +557,24 @@ mod tests {
 
         /// Seals a Secret `name` for this fixture's identity and returns its data.
         fn seal(&self, name: &str, values: &[(&str, &[u8])]) -> BTreeMap<String, String> {
-            let secret = hush_sealer::Secret {
+            let secret = hush_sealed_format::Secret {
                 name: name.into(),
                 namespace: Some(NS.into()),
-                meta: hush_sealer::format::SecretMeta {
+                meta: hush_sealed_format::format::SecretMeta {
                     type_: "Opaque".into(),
                     ..Default::default()
                 },
                 values: values
                     .iter()
                     .map(|(k, v)| {
-                        let value = hush_sealer::SecretValue::new(Zeroizing::new(v.to_vec()));
+                        let value =
+                            hush_sealed_format::SecretValue::new(Zeroizing::new(v.to_vec()));
                         ((*k).to_owned(), value)
                     })
                     .collect(),
             };
             let recipient = self.recipient.clone();
-            hush_sealer::seal(&secret, NS, hush_sealer::Scope::Strict, &[recipient])
+            hush_sealed_format::seal(&secret, NS, hush_sealed_format::Scope::Strict, &[recipient])
                 .unwrap()
                 .data
         }
@@ -709,7 +721,9 @@ mod tests {
         // An identity the value was not sealed to: coarse, permanent, no value.
         std::fs::write(
             &fx.provider.identity_file,
-            hush_sealer::keys::generate().identity_file.as_bytes(),
+            hush_sealed_format::keys::generate()
+                .identity_file
+                .as_bytes(),
         )
         .unwrap();
         let e = fx.fetch("db", "password").unwrap_err();

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hush_config::Error;
 use hush_sidecar::config::{
     AwsSettings, AwsStage, CONFIG_VERSION, FileSpec, Format, Mode, OnChange, OperatorSettings,
     Signal, SourceKind, SourceRef, VaultAuth, VaultSettings, paths,
 };
-use hush_sidecar::{Error, SidecarConfig, annotations};
+use hush_sidecar::{SidecarConfig, annotations};
 
 fn operator() -> OperatorSettings {
     OperatorSettings {

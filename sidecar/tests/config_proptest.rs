@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use hush_config::Error;
 use hush_sidecar::config::{AwsSettings, OperatorSettings, VaultSettings};
-use hush_sidecar::{Error, SidecarConfig, annotations};
+use hush_sidecar::{SidecarConfig, annotations};
 use proptest::prelude::*;
 
 fn operator(allow_signal: bool, fs_group: Option<i64>) -> OperatorSettings {
@@ -32,28 +33,19 @@ fn operator(allow_signal: bool, fs_group: Option<i64>) -> OperatorSettings {
     }
 }
 
-/// Keys: mostly plausible hush.dev keys, some noise.
+/// Keys: mostly plausible hush.dev keys (every row of the annotation table), some noise.
 fn key() -> impl Strategy<Value = String> {
+    let table = annotations::reference_table();
+    let whole: Vec<&'static str> = table
+        .iter()
+        .filter(|a| a.scope != annotations::Scope::PerFile)
+        .map(|a| a.key)
+        .collect();
+    let mut prefixes: Vec<&'static str> = annotations::file_rows().map(|(_, a)| a.name()).collect();
+    prefixes.push("secrets-");
     prop_oneof![
-        prop::sample::select(vec![
-            "inject",
-            "role",
-            "refresh",
-            "on-change",
-            "mode",
-            "containers",
-            "mount-path",
-            "aws-role-arn",
-            "vault-auth",
-            "vault-auth-secret",
-            "revoke-on-shutdown",
-            "status",
-        ])
-        .prop_map(|k| format!("hush.dev/{k}")),
-        (
-            prop::sample::select(vec!["secret-", "template-", "format-", "mode-", "secrets-"]),
-            "[a-zA-Z0-9._/-]{0,12}"
-        )
+        prop::sample::select(whole).prop_map(str::to_string),
+        (prop::sample::select(prefixes), "[a-zA-Z0-9._/-]{0,12}")
             .prop_map(|(p, f)| format!("hush.dev/{p}{f}")),
         "hush\\.dev/.{0,70}",
         ".{0,20}",

@@ -5,6 +5,9 @@
 //! renewals happen at about two thirds of a TTL, with jitter so that a fleet of pods started together
 //! does not hit the server in the same second. Whether an error deserves a retry at all is decided by
 //! [`ErrorClass`], which every provider error carries.
+//!
+//! It lives in this lightweight crate, not in the sidecar's runtime, because the injector's
+//! self-managed TLS renews its certificate by the same rule.
 
 use std::time::Duration;
 

@@ -11,11 +11,9 @@ use zeroize::Zeroizing;
 use crate::yaml::quote;
 use crate::{Error, Result};
 
-/// Name of the per-namespace Secret holding the identity.
-pub const IDENTITY_SECRET: &str = "hush-identity";
-
-/// Key of the identity inside [`IDENTITY_SECRET`].
-pub const IDENTITY_KEY: &str = "identity";
+/// The per-namespace Secret holding the identity, and its key: part of the contract with the
+/// injector (which mounts it) and the sidecar (which reads it).
+pub use hush_contract::{IDENTITY_KEY, IDENTITY_SECRET};
 
 /// Parses an identity file holding exactly one `AGE-SECRET-KEY-1...` line (comments and blank lines
 /// allowed). This is what the sidecar calls on the mounted `hush-identity` Secret.

@@ -1,7 +1,8 @@
-//! The one error type of `hush_sealer`. Messages never carry a secret value: decryption failures are
-//! deliberately coarse (they never say which check failed), binding failures name the object and key
-//! only, and YAML errors carry a location, never a snippet of the input. Each message ends with what
-//! to do next, in the style of rage's `err-*`/`rec-*` pairs.
+//! The one error type of the sealed format, which the `hush` CLI (`hush_sealer`) re-exports as its
+//! own. Messages never carry a secret value: decryption failures are deliberately coarse (they never
+//! say which check failed), binding failures name the object and key only, and YAML errors carry a
+//! location, never a snippet of the input. Each message ends with what to do next, in the style of
+//! rage's `err-*`/`rec-*` pairs.
 
 /// Everything that can go wrong while sealing, unsealing or checking a sealed Secret.
 #[derive(Debug, thiserror::Error)]

@@ -185,14 +185,7 @@ impl Meta {
 
 /// Checks a namespace name (RFC 1123 label).
 pub fn validate_namespace(ns: &str) -> Result<(), String> {
-    let ok = !ns.is_empty()
-        && ns.len() <= 63
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !ns.starts_with('-')
-        && !ns.ends_with('-');
-    if ok {
+    if hush_contract::names::check_dns1123_label(ns).is_ok() {
         Ok(())
     } else {
         Err(format!(
@@ -204,16 +197,7 @@ pub fn validate_namespace(ns: &str) -> Result<(), String> {
 
 /// Checks an object name (RFC 1123 subdomain).
 pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
-    if ok {
+    if hush_contract::names::check_dns1123_subdomain(name).is_ok() {
         Ok(())
     } else {
         Err(format!(
@@ -225,15 +209,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 
 /// Checks a data key: what Kubernetes accepts for Secret and ConfigMap keys, minus [`META_KEY`].
 pub fn validate_key(key: &str) -> Result<(), String> {
-    let ok = !key.is_empty()
-        && key.len() <= 253
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && key != "."
-        && key != ".."
-        && !key.starts_with("..");
-    if !ok {
+    if hush_contract::names::check_configmap_key(key).is_err() {
         return Err(format!(
             "key `{}` is not a valid Secret key ([-._a-zA-Z0-9]+, not `.` or `..`)",
             key.escape_debug()

@@ -17,44 +17,11 @@ pub use crate::source::{AwsStage, SourceKind, SourceRef};
 
 /// Major version of the `HUSH_CONFIG` JSON. The sidecar refuses any other.
 pub const CONFIG_VERSION: u32 = 1;
-/// Prefix of every annotation Hush reads.
-pub const ANNOTATION_PREFIX: &str = "hush.dev/";
 /// The opt-in annotation.
 pub const INJECT: &str = "hush.dev/inject";
-/// Written by the injector; the parser ignores it.
-pub const STATUS: &str = "hush.dev/status";
 /// Name of the env var that carries the config into the sidecar container.
-pub const CONFIG_ENV: &str = "HUSH_CONFIG";
-
-/// Fixed paths inside the sidecar container (the injector mounts volumes there).
-pub mod paths {
-    /// The tmpfs secrets volume (read-write in the sidecar only).
-    pub const SECRETS_DIR: &str = "/hush/secrets";
-    /// The sidecar's private state volume (started marker).
-    pub const STATE_DIR: &str = "/hush/state";
-    /// The projected service-account token for Vault.
-    pub const TOKEN_FILE: &str = "/hush/token/token";
-    /// The projected service-account token for AWS STS (web identity).
-    pub const AWS_TOKEN_FILE: &str = "/hush/aws-token/token";
-    /// The Secret named by `hush.dev/vault-auth-secret` (AppRole ids or a static token).
-    pub const CREDENTIALS_DIR: &str = "/hush/credentials";
-    /// The namespace's `hush-identity` Secret, key `identity`.
-    pub const IDENTITY_FILE: &str = "/hush/identity/identity";
-    /// Sealed ConfigMaps: `sealed:<cm>/<key>` is read from `SEALED_DIR/<cm>/<key>`.
-    pub const SEALED_DIR: &str = "/hush/sealed";
-    /// Where the app containers see the files unless `hush.dev/mount-path` says otherwise.
-    pub const DEFAULT_APP_MOUNT_PATH: &str = "/var/run/secrets/hush";
-}
-
-/// Key names inside the credentials Secret mounted at [`paths::CREDENTIALS_DIR`].
-pub mod credential_keys {
-    /// AppRole `role_id`.
-    pub const ROLE_ID: &str = "role_id";
-    /// AppRole `secret_id`.
-    pub const SECRET_ID: &str = "secret_id";
-    /// A static Vault token.
-    pub const TOKEN: &str = "token";
-}
+pub const CONFIG_ENV: &str = hush_contract::env::CONFIG;
+pub use hush_contract::{ANNOTATION_PREFIX, STATUS, credential_keys, paths};
 
 /// Bounds that hold whatever the operator sets.
 pub mod limits {
@@ -103,10 +70,10 @@ fn default_approle_mount() -> String {
     "approle".into()
 }
 fn default_vault_audience() -> String {
-    "vault".into()
+    hush_contract::VAULT_AUDIENCE.into()
 }
 fn default_sts_audience() -> String {
-    "sts.amazonaws.com".into()
+    hush_contract::STS_AUDIENCE.into()
 }
 
 /// AWS settings chosen by the operator.
@@ -471,6 +438,39 @@ pub struct SidecarConfig {
     pub operator: OperatorSettings,
 }
 
+/// One problem with one field of a [`SidecarConfig`], from [`SidecarConfig::problems`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The field as named in `HUSH_CONFIG`: `refreshSeconds`, `files[db].format`, `files`, ...
+    pub field: String,
+    /// What is wrong and how to fix it: the same words at admission and in `check-config`.
+    pub reason: String,
+    /// Other fields the rule read; the problem is dropped when one of them is wrong itself.
+    reads: &'static [&'static str],
+}
+
+impl FieldProblem {
+    fn new(field: &str, reason: String, reads: &'static [&'static str]) -> FieldProblem {
+        FieldProblem {
+            field: field.to_string(),
+            reason,
+            reads,
+        }
+    }
+}
+
+/// What the annotation parser could not turn into fields of a draft config.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Unparsed {
+    /// Fields whose annotation did not parse; they hold a default.
+    pub(crate) fields: BTreeSet<String>,
+    /// Some `secret-` annotation (or a misspelt one) is invalid: the files are not all known.
+    pub(crate) files_incomplete: bool,
+    /// ... and one of those names a `vault:` or an `aws:` source.
+    pub(crate) vault_hint: bool,
+    pub(crate) aws_hint: bool,
+}
+
 impl SidecarConfig {
     /// Builds the config from pod annotations (the injector's entry point). Requires
     /// `hush.dev/inject: "true"`; every problem is reported at once in
@@ -523,12 +523,10 @@ impl SidecarConfig {
         Ok(cfg)
     }
 
-    /// Re-checks every invariant that [`SidecarConfig::from_annotations`] establishes.
+    /// Re-checks every invariant that [`SidecarConfig::from_annotations`] establishes, and
+    /// reports the first problem (the sidecar's `HUSH_CONFIG` check). [`SidecarConfig::problems`]
+    /// lists them all.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| Error::Config {
-            field: field.to_string(),
-            reason,
-        };
         if self.version != CONFIG_VERSION {
             return Err(Error::ConfigVersion {
                 found: self.version.to_string(),
@@ -536,94 +534,174 @@ impl SidecarConfig {
             });
         }
         self.operator.validate()?;
-        check_dns1123_label(&self.namespace).map_err(|r| bad("namespace", r))?;
-        if self.files.is_empty() {
-            return Err(bad("files", "at least one file is required".into()));
+        match self.problems().into_iter().next() {
+            Some(p) => Err(Error::Config {
+                field: p.field,
+                reason: p.reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem of this config, each tagged with its field as named in `HUSH_CONFIG`
+    /// (`refreshSeconds`, `files[db].format`, ...), in a fixed order. This is the one place where
+    /// the rules between fields are written (refresh within the operator's bounds, nothing to
+    /// notify or revoke in init-only mode, no store option without a source of that store, ...):
+    /// the annotation parser reports these same problems under the annotation that sets the field.
+    /// The operator's settings are checked apart, by [`OperatorSettings::validate`].
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        self.problems_given(&Unparsed::default())
+    }
+
+    /// [`SidecarConfig::problems`] for a config whose `unparsed` parts hold defaults: rules that
+    /// read one of them stay quiet, as do rules that need the complete list of files when it is
+    /// not.
+    pub(crate) fn problems_given(&self, unparsed: &Unparsed) -> Vec<FieldProblem> {
+        let mut all = Vec::new();
+        let mut bad = |field: &str, reason: String| {
+            all.push(FieldProblem::new(field, reason, &[]));
+        };
+        if let Err(r) = check_dns1123_label(&self.namespace) {
+            bad("namespace", format!("the pod's namespace is invalid: {r}"));
+        }
+        if self.files.is_empty() && !unparsed.files_incomplete {
+            bad(
+                "files",
+                "at least one hush.dev/secret-<file> annotation is required".into(),
+            );
         }
         if self.files.len() > limits::MAX_FILES {
-            return Err(bad(
+            bad(
                 "files",
-                format!("at most {} files are allowed", limits::MAX_FILES),
-            ));
+                format!("at most {} files per pod", limits::MAX_FILES),
+            );
         }
-        for w in self.files.windows(2) {
-            if w[0].name >= w[1].name {
-                return Err(bad(
-                    "files",
-                    "must be sorted by name without duplicates".into(),
-                ));
-            }
+        if self.files.windows(2).any(|w| w[0].name >= w[1].name) {
+            bad("files", "must be sorted by name without duplicates".into());
         }
         for f in &self.files {
             let field = |x: &str| format!("files[{}].{x}", short(&f.name));
-            check_file_name(&f.name).map_err(|r| bad("files[].name", r))?;
-            f.source.validate().map_err(|r| bad(&field("source"), r))?;
-            check_format(f.format, f.template.as_deref(), &f.source)
-                .map_err(|r| bad(&field("format"), r))?;
-            if let Some(t) = &f.template {
-                check_template(t).map_err(|r| bad(&field("template"), r))?;
+            if let Err(r) = check_file_name(&f.name) {
+                bad("files[].name", r);
+                continue;
             }
-            check_mode_bits(f.mode).map_err(|r| bad(&field("mode"), r))?;
+            if let Err(r) = f.source.validate() {
+                bad(&field("source"), r);
+            }
             match f.source.kind() {
                 SourceKind::Vault if self.operator.vault.is_none() => {
-                    return Err(bad(&field("source"), NO_VAULT.into()));
+                    bad(&field("source"), NO_VAULT.into());
                 }
                 SourceKind::Aws if self.operator.aws.is_none() => {
-                    return Err(bad(&field("source"), NO_AWS.into()));
+                    bad(&field("source"), NO_AWS.into());
                 }
                 _ => {}
             }
+            if let Some(t) = &f.template
+                && let Err(r) = check_template(t)
+            {
+                bad(&field("template"), r);
+            }
+            if let Err(r) = check_format(f.format, f.template.as_deref(), &f.source) {
+                bad(&field("format"), r);
+            }
+            if let Err(r) = check_mode_bits(f.mode) {
+                bad(&field("mode"), r);
+            }
         }
-        if let Some(r) = &self.role {
-            check_role(r, &self.namespace, &self.operator).map_err(|x| bad("role", x))?;
+        if let Some(r) = &self.role
+            && let Err(x) = check_role(r, &self.namespace, &self.operator)
+        {
+            bad("role", x);
         }
-        check_auth(
-            self.auth,
-            self.role.is_some(),
-            self.credentials_secret.as_deref(),
-            self.has_vault(),
-        )
-        .map_err(|(f, r)| bad(f, r))?;
+        if let Some(s) = &self.credentials_secret
+            && let Err(r) = check_dns1123_subdomain(s)
+        {
+            bad("credentialsSecret", r);
+        }
+        // Whether this pod uses Vault: an invalid `secret-` annotation that names vault: counts.
+        let vault = self.has_vault() || unparsed.vault_hint;
+        if (vault || !unparsed.files_incomplete)
+            && let Err((field, reason)) = check_auth(
+                self.auth,
+                self.role.is_some(),
+                self.credentials_secret.is_some(),
+                vault,
+            )
+        {
+            // "Only used with vault: sources" needs the list of files to be right.
+            let reads: &[&str] = if vault {
+                &["auth", "credentialsSecret"]
+            } else {
+                &["auth", "credentialsSecret", "files"]
+            };
+            all.push(FieldProblem::new(field, reason, reads));
+        }
+        let mut bad = |field: &str, reason: String| {
+            all.push(FieldProblem::new(field, reason, &[]));
+        };
         if self.refresh < self.operator.min_refresh || self.refresh > self.operator.max_refresh {
-            return Err(bad(
+            bad(
                 "refreshSeconds",
                 format!(
-                    "must be between {} and {} seconds",
-                    self.operator.min_refresh.as_secs(),
-                    self.operator.max_refresh.as_secs()
+                    "must be between {} and {} (operator limits)",
+                    human(self.operator.min_refresh),
+                    human(self.operator.max_refresh)
                 ),
-            ));
+            );
         }
         match &self.on_change {
             OnChange::None => {}
-            OnChange::Http { url } => check_loopback_url(url).map_err(|r| bad("onChange", r))?,
-            OnChange::Signal { process, .. } => {
-                if !self.operator.allow_signal {
-                    return Err(bad("onChange", NO_SIGNAL.into()));
+            OnChange::Http { url } => {
+                if let Err(r) = check_loopback_url(url) {
+                    bad("onChange", r);
                 }
-                check_process_name(process).map_err(|r| bad("onChange", r))?;
+            }
+            OnChange::Signal { process, .. } => {
+                if let Err(r) = check_process_name(process) {
+                    bad("onChange", r);
+                } else if !self.operator.allow_signal {
+                    bad("onChange", NO_SIGNAL.into());
+                }
             }
         }
         if self.mode == Mode::InitOnly && self.on_change != OnChange::None {
-            return Err(bad("onChange", INIT_ONLY_NOTIFY.into()));
+            bad("onChange", INIT_ONLY_NOTIFY.into());
         }
         if self.mode == Mode::InitOnly && self.revoke_on_shutdown {
-            return Err(bad(
-                "revokeOnShutdown",
-                "init-only never revokes (the app still needs what it fetched)".into(),
-            ));
+            bad("revokeOnShutdown", INIT_ONLY_REVOKE.into());
         }
-        if let Some(cs) = &self.containers {
-            check_containers(cs).map_err(|r| bad("containers", r))?;
+        if let Some(cs) = &self.containers
+            && let Err(r) = check_containers(cs)
+        {
+            bad("containers", r);
         }
-        check_mount_path(&self.mount_path).map_err(|r| bad("mountPath", r))?;
+        if let Err(r) = check_mount_path(&self.mount_path) {
+            bad("mountPath", r);
+        }
         if let Some(arn) = &self.aws_role_arn {
-            check_role_arn(arn).map_err(|r| bad("awsRoleArn", r))?;
-            if !self.has_aws() {
-                return Err(bad("awsRoleArn", ARN_WITHOUT_AWS.into()));
+            if let Err(r) = check_role_arn(arn) {
+                bad("awsRoleArn", r);
+            } else if !self.has_aws() && !unparsed.aws_hint && !unparsed.files_incomplete {
+                all.push(FieldProblem::new(
+                    "awsRoleArn",
+                    ARN_WITHOUT_AWS.into(),
+                    &["files"],
+                ));
             }
         }
-        Ok(())
+        // A rule that read a field which is itself wrong (or holds a default because its
+        // annotation did not parse) says nothing useful: that field's own problem is reported.
+        let mut wrong: BTreeSet<String> = unparsed.fields.clone();
+        let mut out = Vec::new();
+        for p in all {
+            if unparsed.fields.contains(&p.field) || p.reads.iter().any(|r| wrong.contains(*r)) {
+                continue;
+            }
+            wrong.insert(p.field.clone());
+            out.push(p);
+        }
+        out
     }
 
     /// Files whose source is of `kind`.
@@ -663,14 +741,15 @@ impl SidecarConfig {
     }
 }
 
-pub(crate) const NO_VAULT: &str =
+pub const NO_VAULT: &str =
     "the operator has not configured Vault, so vault: sources cannot be used";
-pub(crate) const NO_AWS: &str =
-    "the operator has not configured AWS, so aws: sources cannot be used";
+pub const NO_AWS: &str = "the operator has not configured AWS, so aws: sources cannot be used";
 pub(crate) const NO_SIGNAL: &str = "signal notification needs shareProcessNamespace, which the operator has not allowed; use http:<loopback-url> or none";
 pub(crate) const INIT_ONLY_NOTIFY: &str =
     "init-only fetches once and exits, so there is no change to notify; remove it";
 pub(crate) const ARN_WITHOUT_AWS: &str = "only used with aws: sources, and none is set";
+pub(crate) const INIT_ONLY_REVOKE: &str =
+    "init-only never revokes (the app still needs what it fetched); remove it or set \"false\"";
 
 /// Checks the combination of format, template and source.
 pub(crate) fn check_format(
@@ -705,7 +784,7 @@ pub(crate) fn check_template(t: &str) -> Result<(), String> {
     if t.contains('\0') {
         return Err("the template contains a NUL character".into());
     }
-    crate::format::check_template_syntax(t)
+    crate::template::check_template_syntax(t)
 }
 
 /// Parses a `mode-<file>` value: octal `0400`..`0644` (3 or 4 digits), never executable or
@@ -783,7 +862,7 @@ pub(crate) fn check_role(r: &str, namespace: &str, op: &OperatorSettings) -> Res
 pub(crate) fn check_auth(
     auth: VaultAuth,
     has_role: bool,
-    secret: Option<&str>,
+    has_secret: bool,
     has_vault: bool,
 ) -> Result<(), (&'static str, String)> {
     if !has_vault {
@@ -799,16 +878,13 @@ pub(crate) fn check_auth(
                 "only used with vault: sources, and none is set".into(),
             ));
         }
-        if secret.is_some() {
+        if has_secret {
             return Err((
                 "credentialsSecret",
                 "only used with vault: sources, and none is set".into(),
             ));
         }
         return Ok(());
-    }
-    if let Some(s) = secret {
-        check_dns1123_subdomain(s).map_err(|r| ("credentialsSecret", r))?;
     }
     match auth {
         VaultAuth::Kubernetes => {
@@ -818,7 +894,7 @@ pub(crate) fn check_auth(
                     "required for Vault's kubernetes auth (the Vault role bound to this service account)".into(),
                 ));
             }
-            if secret.is_some() {
+            if has_secret {
                 return Err((
                     "credentialsSecret",
                     "only used with vault-auth approle or token".into(),
@@ -826,7 +902,7 @@ pub(crate) fn check_auth(
             }
         }
         VaultAuth::AppRole | VaultAuth::Token => {
-            if secret.is_none() {
+            if !has_secret {
                 return Err((
                     "credentialsSecret",
                     "required with vault-auth approle or token: the Secret that holds the credentials"
@@ -842,6 +918,18 @@ pub(crate) fn check_auth(
         }
     }
     Ok(())
+}
+
+/// A duration in the largest whole unit: `24h`, `5m`, `90s`.
+pub(crate) fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Parses a duration such as `30s`, `5m`, `1h` or `1h30m`.

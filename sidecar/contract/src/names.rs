@@ -1,7 +1,8 @@
 //! Small, pure validators for the names that reach the file system or the Kubernetes API: file names
 //! inside the secrets volume, DNS-1123 names, ConfigMap keys. They exist in one place so that the
-//! annotation parser, the `HUSH_CONFIG` re-validation and the atomic writer all apply the very same
-//! rules. Each returns a human-readable reason that never repeats a secret value.
+//! annotation parser, the `HUSH_CONFIG` re-validation, the atomic writer, the injector's config and
+//! the sealed format all apply the very same rules. Each returns a human-readable reason that never
+//! repeats a secret value; callers with their own wording use `.is_ok()`.
 
 /// Longest file name allowed in the secrets volume. Annotation keys limit the name part to 63
 /// characters (`secret-` leaves 56), so this only matters for configs built in code.
@@ -123,7 +124,7 @@ pub fn check_configmap_key(key: &str) -> Result<(), String> {
 }
 
 /// Describes a character for an error message without echoing control characters verbatim.
-pub(crate) fn describe_char(c: char) -> String {
+pub fn describe_char(c: char) -> String {
     if c.is_control() || c.is_whitespace() {
         format!("the character U+{:04X}", c as u32)
     } else {
@@ -133,7 +134,7 @@ pub(crate) fn describe_char(c: char) -> String {
 
 /// Shortens a user-supplied string for an error message: at most 64 characters, control
 /// characters replaced, so messages stay readable and bounded.
-pub(crate) fn short(s: &str) -> String {
+pub fn short(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(64)
