@@ -17,8 +17,8 @@
 use std::collections::BTreeMap;
 
 use crate::config::{
-    self, ANNOTATION_PREFIX, CONFIG_VERSION, FileSpec, Format, INJECT, Mode, OnChange,
-    OperatorSettings, SidecarConfig, SourceRef, Unparsed, VaultAuth, limits, paths,
+    self, ANNOTATION_PREFIX, FileSpec, Format, INJECT, Mode, OperatorSettings, SidecarConfig,
+    SourceRef, Unparsed, VaultAuth, limits,
 };
 use crate::error::{AnnotationProblem, Error, Result};
 use crate::names::{check_file_name, short};
@@ -630,26 +630,6 @@ fn annotation_of(field: &str) -> (Rank, String) {
     }
 }
 
-/// The draft that the rows fill in: every field at its default.
-fn draft(namespace: &str, op: &OperatorSettings) -> SidecarConfig {
-    SidecarConfig {
-        version: CONFIG_VERSION,
-        namespace: namespace.to_string(),
-        mode: Mode::Sidecar,
-        role: None,
-        auth: VaultAuth::Kubernetes,
-        credentials_secret: None,
-        refresh: op.default_refresh,
-        on_change: OnChange::None,
-        files: Vec::new(),
-        containers: None,
-        mount_path: paths::DEFAULT_APP_MOUNT_PATH.to_string(),
-        aws_role_arn: None,
-        revoke_on_shutdown: true,
-        operator: op.clone(),
-    }
-}
-
 /// Builds the config from classified annotations: each row parses its value into the draft, then
 /// the draft's own [`SidecarConfig::problems`] are reported under the annotations that set the
 /// fields. Problems go to `p`, sorted as [`Rank`] says.
@@ -677,7 +657,7 @@ fn build(
         aws_hint: broken.aws_hint,
         ..Unparsed::default()
     };
-    let mut cfg = draft(namespace, op);
+    let mut cfg = SidecarConfig::defaults(namespace, op);
 
     // Files, one by one: the secret first; without it, the file's other options are orphans.
     let (si, source_row) = source_row();
@@ -883,8 +863,10 @@ mod tests {
 
     #[test]
     fn rows_are_consistent() {
-        let json: serde_json::Value =
-            serde_json::from_str(&draft("ns", &OperatorSettings::default()).to_json()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(
+            &SidecarConfig::defaults("ns", &OperatorSettings::default()).to_json(),
+        )
+        .unwrap();
         for (i, row) in TABLE.iter().enumerate() {
             assert!(row.key.starts_with(ANNOTATION_PREFIX), "{}", row.key);
             assert_eq!(

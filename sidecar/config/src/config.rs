@@ -472,6 +472,28 @@ pub(crate) struct Unparsed {
 }
 
 impl SidecarConfig {
+    /// A config with every pod-level field at its default (what a pod with only
+    /// `hush.dev/inject` and no files would get): the starting point of the annotation parser, and
+    /// of configs built in code, which set the fields they need with `..SidecarConfig::defaults()`.
+    pub fn defaults(namespace: &str, operator: &OperatorSettings) -> SidecarConfig {
+        SidecarConfig {
+            version: CONFIG_VERSION,
+            namespace: namespace.to_string(),
+            mode: Mode::Sidecar,
+            role: None,
+            auth: VaultAuth::Kubernetes,
+            credentials_secret: None,
+            refresh: operator.default_refresh,
+            on_change: OnChange::None,
+            files: Vec::new(),
+            containers: None,
+            mount_path: paths::DEFAULT_APP_MOUNT_PATH.to_string(),
+            aws_role_arn: None,
+            revoke_on_shutdown: true,
+            operator: operator.clone(),
+        }
+    }
+
     /// Builds the config from pod annotations (the injector's entry point). Requires
     /// `hush.dev/inject: "true"`; every problem is reported at once in
     /// [`Error::Annotations`]. See [`crate::annotations::check`] for pods that may not opt in.
