@@ -1,6 +1,6 @@
 //! Small helpers over the real kube-apiserver that every end-to-end test needs: an admin client,
-//! a fresh namespace (optionally enforcing Pod Security "restricted"), ServiceAccounts (there is no
-//! controller-manager to create `default`), and TokenRequest tokens for a given audience.
+//! a fresh namespace (optionally enforcing Pod Security "restricted"), ServiceAccounts, and
+//! TokenRequest tokens for a given audience.
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -55,7 +55,8 @@ pub async fn namespace(client: &Client, prefix: &str, restricted: bool) -> Strin
     name
 }
 
-/// Creates a ServiceAccount (no controller-manager makes `default` for us).
+/// Creates a ServiceAccount. One that exists already is kept: on the real node the
+/// controller-manager makes `default` in every new namespace.
 pub async fn service_account(client: &Client, ns: &str, name: &str) {
     let sa = ServiceAccount {
         metadata: ObjectMeta {
@@ -64,10 +65,14 @@ pub async fn service_account(client: &Client, ns: &str, name: &str) {
         },
         ..Default::default()
     };
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+    match Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &sa)
         .await
-        .unwrap_or_else(|e| panic!("create serviceaccount {ns}/{name}: {e}"));
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create serviceaccount {ns}/{name}: {e}"),
+    }
 }
 
 /// Mints a ServiceAccount token with TokenRequest for one audience.

@@ -327,7 +327,9 @@ impl InjectorFixture {
 
 /// A pod YAML that passes Pod Security "restricted" on its own (non-root, no privilege escalation,
 /// no capabilities, RuntimeDefault seccomp), with ServiceAccount `app`, one app container that
-/// reads `/var/run/secrets/hush/db`, and `annotations` (values quoted as JSON strings).
+/// reads `/var/run/secrets/hush/db`, and `annotations` (values quoted as JSON strings). A
+/// scheduling gate keeps it off the real node: only its admission and stored spec matter (the pod
+/// runner runs its sidecar where a test needs that).
 pub fn restricted_pod_yaml(name: &str, annotations: &[(&str, &str)]) -> String {
     let mut ann = String::new();
     for (k, v) in annotations {
@@ -343,6 +345,8 @@ metadata:
   name: {name}
   annotations:
 {ann}spec:
+  schedulingGates:
+  - name: hush.dev/admission-only
   serviceAccountName: app
   securityContext:
     runAsNonRoot: true

@@ -147,6 +147,7 @@ fn app_pod(name: &str, ns: &str, sa: &str, annotations: BTreeMap<String, String>
         "kind": "Pod",
         "metadata": { "name": name, "namespace": ns, "annotations": annotations },
         "spec": {
+            "schedulingGates": [{ "name": "hush.dev/admission-only" }],
             "serviceAccountName": sa,
             "securityContext": {
                 "runAsNonRoot": true,

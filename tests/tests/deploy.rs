@@ -29,6 +29,10 @@ const FIX_DRIFT: &str = "run `scripts/render-manifests` and commit deploy/manife
 
 // ---- running the tools ------------------------------------------------------------------------
 
+/// The `default` ServiceAccount, applied: the controller-manager of the real node may have made it
+/// already.
+const DEFAULT_SA: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n";
+
 fn helm(env: &TestEnv) -> PathBuf {
     match &env.helm {
         Some(p) if p.is_file() => p.clone(),
@@ -621,8 +625,8 @@ fn webhooks_send_exactly_the_objects_with_hush_annotations() {
     must(
         kubectl(
             &env,
-            &["create", "serviceaccount", "default", "-n", &target_ns],
-            None,
+            &["apply", "-n", &target_ns, "-f", "-"],
+            Some(DEFAULT_SA),
         ),
         "create SA",
     );
@@ -992,11 +996,7 @@ fn examples_injected_with_the_chart_config_stay_restricted() {
         "create the namespace",
     );
     must(
-        kubectl(
-            &env,
-            &["create", "serviceaccount", "default", "-n", &ns],
-            None,
-        ),
+        kubectl(&env, &["apply", "-n", &ns, "-f", "-"], Some(DEFAULT_SA)),
         "create SA",
     );
 

@@ -61,6 +61,7 @@ async fn apiserver_is_ready_and_enforces_restricted_pod_security() {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "restricted"},
         "spec": {
+            "schedulingGates": [{"name": "hush.dev/admission-only"}],
             "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "app", "image": "registry.example/app:1",

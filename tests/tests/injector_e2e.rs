@@ -271,7 +271,7 @@ kind: Deployment
 metadata:
   name: {name}
 spec:
-  replicas: 1
+  replicas: 0
   selector:
     matchLabels: {{app: {name}}}
   template:

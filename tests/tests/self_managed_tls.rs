@@ -137,6 +137,7 @@ fn pod(name: &str, annotations: &[(&str, &str)]) -> Pod {
             "annotations": annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
         },
         "spec": {
+            "schedulingGates": [{"name": "hush.dev/admission-only"}],
             "serviceAccountName": "app",
             "containers": [{"name": "app", "image": "registry.example/app:1"}],
         },
