@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{RawAws, RawConfig, RawResources, RawSelfManagedTls, RawVault};
+use hush_config::config::{AwsSettings, VaultSettings};
+
+use crate::config::{RawConfig, RawResources, RawSelfManagedTls};
 use crate::error::{Error, Result};
 
 /// `hush-injector`: the Hush admission webhook.
@@ -158,7 +160,9 @@ impl Args {
         );
         set(&mut raw.sidecar.run_as_user, &self.sidecar_uid);
         set(&mut raw.sidecar.run_as_group, &self.sidecar_gid);
-        set(&mut raw.sidecar.metrics_port, &self.sidecar_metrics_port);
+        if let Some(port) = self.sidecar_metrics_port {
+            raw.operator.metrics_port = port;
+        }
         set(
             &mut raw.sidecar.secrets_size_limit,
             &self.secrets_size_limit,
@@ -197,25 +201,39 @@ impl Args {
         let vault_flags = self.vault_addr.is_some()
             || self.vault_ca_file.is_some()
             || self.vault_audience.is_some()
-            || self.vault_auth_mount.is_some()
-            || self.token_expiration_seconds.is_some();
+            || self.vault_auth_mount.is_some();
         if vault_flags {
-            let v = raw.vault.get_or_insert_with(RawVault::default);
-            set(&mut v.addr, &self.vault_addr);
+            // Without an address from the file or a flag, the empty one fails validation by name.
+            let v = raw
+                .operator
+                .vault
+                .get_or_insert_with(|| VaultSettings::new(String::new()));
+            if let Some(addr) = &self.vault_addr {
+                v.addr.clone_from(addr);
+            }
             if self.vault_ca_file.is_some() {
                 v.ca_pem = None;
             }
-            set(&mut v.ca_file, &self.vault_ca_file);
-            set(&mut v.audience, &self.vault_audience);
-            set(&mut v.auth_mount, &self.vault_auth_mount);
-            set(
-                &mut v.token_expiration_seconds,
-                &self.token_expiration_seconds,
-            );
+            if let Some(audience) = &self.vault_audience {
+                v.audience.clone_from(audience);
+            }
+            if let Some(mount) = &self.vault_auth_mount {
+                v.auth_mount.clone_from(mount);
+            }
         }
+        set(&mut raw.vault.ca_file, &self.vault_ca_file);
+        set(
+            &mut raw.vault.token_expiration_seconds,
+            &self.token_expiration_seconds,
+        );
         if self.aws_region.is_some() || self.aws_endpoint.is_some() {
-            let a = raw.aws.get_or_insert_with(RawAws::default);
-            set(&mut a.region, &self.aws_region);
+            let a = raw
+                .operator
+                .aws
+                .get_or_insert_with(|| AwsSettings::new(String::new()));
+            if let Some(region) = &self.aws_region {
+                a.region.clone_from(region);
+            }
             set(&mut a.endpoint, &self.aws_endpoint);
         }
         if !self.allowed_roles.is_empty() {
@@ -264,8 +282,11 @@ mod tests {
             "limits.memory=32Mi",
             "--allow-share-process-namespace",
         ]);
-        let file = RawConfig::from_yaml("sidecar: {image: img:1, metricsPort: 9999}\n", "f")
-            .expect("yaml");
+        let file = RawConfig::from_yaml(
+            "sidecar: {image: img:1}\noperator: {metricsPort: 9999}\n",
+            "f",
+        )
+        .expect("yaml");
         let c = args.apply(file).expect("apply").build().expect("build");
         assert_eq!(c.sidecar.image, "img:2");
         assert_eq!(c.operator.metrics_port, 9999);

@@ -4,13 +4,20 @@
 //! may set `fsGroup` or `shareProcessNamespace`. It is read from a YAML file
 //! (`deny_unknown_fields`), overlaid with command-line flags, then [`RawConfig::build`] checks every
 //! field and names the first bad one, so a bad config fails at start rather than at admission.
+//!
+//! The file's `operator:` section is the sidecar's own [`OperatorSettings`], the operator's part of
+//! every `HUSH_CONFIG`, deserialised as is and checked by [`OperatorSettings::validate`] only: one
+//! schema and one rule set for both binaries, with no field names to translate. The other sections
+//! hold what only the injector uses: its listeners (`server`), the injected container (`sidecar`),
+//! the projected tokens' lifetimes and the Vault CA file (`vault`, `aws`), the per-namespace role
+//! allowlist and the pod-level permissions.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hush_config::config::{AwsSettings, OperatorSettings, VaultSettings};
+use hush_config::config::OperatorSettings;
 use hush_contract::names::{check_dns1123_label, check_dns1123_subdomain};
 use serde::Deserialize;
 
@@ -31,10 +38,16 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub sidecar: RawSidecar,
+    /// The operator's part of every `HUSH_CONFIG`, exactly as the sidecar reads it (its
+    /// `allowedRoles`, `allowSignal` and `fsGroup` are filled in per pod, so they must stay unset).
     #[serde(default)]
-    pub vault: Option<RawVault>,
+    pub operator: OperatorSettings,
+    /// What the injector itself needs for Vault: the CA file and the token lifetime.
     #[serde(default)]
-    pub aws: Option<RawAws>,
+    pub vault: RawVault,
+    /// What the injector itself needs for AWS: the token lifetime.
+    #[serde(default)]
+    pub aws: RawAws,
     /// Vault roles each namespace may request with `hush.dev/role`; the key `"*"` applies to
     /// namespaces not listed. Absent: any role (Vault's role binding is then the only check).
     #[serde(default)]
@@ -84,7 +97,7 @@ pub struct RawSelfManagedTls {
     pub extra_sans: Option<Vec<String>>,
 }
 
-/// What the injected container looks like.
+/// What the injected container looks like (how the sidecar behaves is in `operator`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSidecar {
@@ -96,23 +109,10 @@ pub struct RawSidecar {
     pub run_as_user: Option<i64>,
     /// GID of the sidecar (default 65532, never 0).
     pub run_as_group: Option<i64>,
-    /// Port of the sidecar's Prometheus endpoint on the pod IP (default 9102, at least 1024).
-    pub metrics_port: Option<u16>,
     /// Container resources (defaults: requests cpu 5m / memory 16Mi, limits memory 64Mi).
     pub resources: Option<RawResources>,
     /// `sizeLimit` of the tmpfs secrets volume (default `16Mi`).
     pub secrets_size_limit: Option<String>,
-    /// How long the first fetch (and init-only mode) may take, in seconds (default 120). The
-    /// startup probe allows this plus 30 s before the kubelet restarts the sidecar.
-    pub fetch_deadline_seconds: Option<u64>,
-    /// Refresh interval when the pod sets no `hush.dev/refresh`, in seconds (default 300).
-    pub default_refresh_seconds: Option<u64>,
-    /// Shortest `hush.dev/refresh` accepted, in seconds (default 10).
-    pub min_refresh_seconds: Option<u64>,
-    /// Longest `hush.dev/refresh` accepted, in seconds (default 86400).
-    pub max_refresh_seconds: Option<u64>,
-    /// Largest rendered file, in bytes (default 1 MiB).
-    pub max_file_bytes: Option<u64>,
 }
 
 /// Container resources as Kubernetes quantities.
@@ -125,36 +125,21 @@ pub struct RawResources {
     pub limits: BTreeMap<String, String>,
 }
 
-/// Vault/OpenBao settings handed to every sidecar.
+/// The injector's own Vault settings; the sidecar's are `operator.vault`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawVault {
-    /// `https://...` address of Vault/OpenBao.
-    pub addr: Option<String>,
-    /// CA bundle PEM, inline.
-    pub ca_pem: Option<String>,
-    /// CA bundle PEM, from a file read at start.
+    /// CA bundle PEM file, read at start and inlined as `operator.vault.caPem`.
     pub ca_file: Option<PathBuf>,
-    /// Mount of the kubernetes auth method (default `kubernetes`).
-    pub auth_mount: Option<String>,
-    /// Mount of the AppRole auth method (default `approle`).
-    pub approle_mount: Option<String>,
-    /// Audience of the projected token the sidecar logs in with (default `vault`).
-    pub audience: Option<String>,
-    /// `expirationSeconds` of that token (default 600, at least 600).
+    /// `expirationSeconds` of the projected Vault token (default 600, 600 to 86400).
     pub token_expiration_seconds: Option<i64>,
-    /// Skip TLS verification (tests only; default false).
-    pub tls_skip_verify: Option<bool>,
 }
 
-/// AWS settings handed to sidecars of pods with `aws:` sources.
+/// The injector's own AWS settings; the sidecar's are `operator.aws`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawAws {
-    pub region: Option<String>,
-    /// Endpoint override (tests and demos only).
-    pub endpoint: Option<String>,
-    /// `expirationSeconds` of the `sts.amazonaws.com` token (default 3600, at least 600).
+    /// `expirationSeconds` of the projected STS token (default 3600, 600 to 86400).
     pub token_expiration_seconds: Option<i64>,
 }
 
@@ -257,22 +242,55 @@ impl RawConfig {
     /// Checks every field and returns the typed config, naming the first bad field.
     pub fn build(self) -> Result<InjectorConfig> {
         let server = build_server(self.server)?;
-        let limits = SidecarLimits::from_raw(&self.sidecar);
         let sidecar = build_sidecar(self.sidecar)?;
-        let (vault, vault_exp) = match self.vault {
-            Some(v) => {
-                let (s, e) = build_vault(v)?;
-                (Some(s), e)
+        let mut operator = self.operator;
+        // Filled in per pod below and in `mutate`; a value here would be silently replaced.
+        if operator.allowed_roles.is_some() {
+            return Err(Error::config(
+                "operator.allowedRoles",
+                "is resolved per namespace by the injector: set the top-level allowedRoles map",
+            ));
+        }
+        if operator.fs_group.is_some() {
+            return Err(Error::config(
+                "operator.fsGroup",
+                "is the pod's fsGroup, filled in by the injector: set podSecurity.fsGroup",
+            ));
+        }
+        if operator.allow_signal {
+            return Err(Error::config(
+                "operator.allowSignal",
+                "follows podSecurity.allowShareProcessNamespace: set that instead",
+            ));
+        }
+        if let Some(path) = &self.vault.ca_file {
+            let Some(v) = operator.vault.as_mut() else {
+                return Err(Error::config(
+                    "vault.caFile",
+                    "needs operator.vault (the CA is handed to the sidecar as operator.vault.caPem)",
+                ));
+            };
+            if v.ca_pem.is_some() {
+                return Err(Error::config(
+                    "vault.caFile",
+                    "give operator.vault.caPem or vault.caFile, not both",
+                ));
             }
-            None => (None, MIN_TOKEN_EXPIRATION_SECONDS),
-        };
-        let (aws, aws_exp) = match self.aws {
-            Some(a) => {
-                let (s, e) = build_aws(a)?;
-                (Some(s), e)
-            }
-            None => (None, 3600),
-        };
+            let pem = std::fs::read_to_string(path).map_err(|_| {
+                Error::config("vault.caFile", format!("cannot read {}", path.display()))
+            })?;
+            v.ca_pem = Some(check_ca("vault.caFile", pem)?);
+        }
+        let vault_exp = check_token_expiration(
+            "vault.tokenExpirationSeconds",
+            self.vault
+                .token_expiration_seconds
+                .unwrap_or(MIN_TOKEN_EXPIRATION_SECONDS),
+        )?;
+        let aws_exp = check_token_expiration(
+            "aws.tokenExpirationSeconds",
+            self.aws.token_expiration_seconds.unwrap_or(3600),
+        )?;
         if let Some(map) = &self.allowed_roles {
             for (ns, roles) in map {
                 if ns != "*" && check_dns1123_label(ns).is_err() {
@@ -302,33 +320,11 @@ impl RawConfig {
             )?,
             allow_share_process_namespace: allow_signal,
         };
-        let defaults = OperatorSettings::default();
-        let operator = OperatorSettings {
-            vault,
-            aws,
-            metrics_port: limits.metrics_port.unwrap_or(defaults.metrics_port),
-            default_refresh: limits
-                .default_refresh
-                .map_or(defaults.default_refresh, Duration::from_secs),
-            min_refresh: limits
-                .min_refresh
-                .map_or(defaults.min_refresh, Duration::from_secs),
-            max_refresh: limits
-                .max_refresh
-                .map_or(defaults.max_refresh, Duration::from_secs),
-            allowed_roles: None,
-            allow_signal,
-            fs_group: None,
-            max_file_bytes: limits.max_file_bytes.unwrap_or(defaults.max_file_bytes),
-            fetch_deadline: limits
-                .fetch_deadline
-                .map_or(defaults.fetch_deadline, Duration::from_secs),
-        };
+        operator.allow_signal = allow_signal;
+        // The one rule set; its errors already name `operator.<field>`, as written in the file.
         operator.validate().map_err(|e| match e {
-            hush_config::Error::Config { field, reason } => {
-                Error::config(operator_field_name(&field), reason)
-            }
-            other => Error::config("sidecar", other.to_string()),
+            hush_config::Error::Config { field, reason } => Error::config(field, reason),
+            other => Error::config("operator", other.to_string()),
         })?;
         Ok(InjectorConfig {
             server,
@@ -339,45 +335,6 @@ impl RawConfig {
             allowed_roles: self.allowed_roles,
             pod_security,
         })
-    }
-}
-
-/// The sidecar-behaviour numbers of the `sidecar` section, checked by `OperatorSettings::validate`.
-struct SidecarLimits {
-    metrics_port: Option<u16>,
-    default_refresh: Option<u64>,
-    min_refresh: Option<u64>,
-    max_refresh: Option<u64>,
-    max_file_bytes: Option<u64>,
-    fetch_deadline: Option<u64>,
-}
-
-impl SidecarLimits {
-    fn from_raw(raw: &RawSidecar) -> SidecarLimits {
-        SidecarLimits {
-            metrics_port: raw.metrics_port,
-            default_refresh: raw.default_refresh_seconds,
-            min_refresh: raw.min_refresh_seconds,
-            max_refresh: raw.max_refresh_seconds,
-            max_file_bytes: raw.max_file_bytes,
-            fetch_deadline: raw.fetch_deadline_seconds,
-        }
-    }
-}
-
-/// Maps a field name of the sidecar's `OperatorSettings` to where it sits in our config file.
-fn operator_field_name(field: &str) -> String {
-    let f = field.strip_prefix("operator.").unwrap_or(field);
-    match f {
-        "metricsPort"
-        | "defaultRefreshSeconds"
-        | "minRefreshSeconds"
-        | "maxRefreshSeconds"
-        | "maxFileBytes"
-        | "fetchDeadlineSeconds" => format!("sidecar.{f}"),
-        "allowedRoles" => "allowedRoles".to_string(),
-        "fsGroup" => "podSecurity.fsGroup".to_string(),
-        other => other.to_string(),
     }
 }
 
@@ -656,62 +613,6 @@ fn build_sidecar(raw: RawSidecar) -> Result<SidecarSettings> {
     })
 }
 
-fn build_vault(raw: RawVault) -> Result<(VaultSettings, i64)> {
-    let addr = raw.addr.ok_or_else(|| {
-        Error::config(
-            "vault.addr",
-            "is required when the vault section is present",
-        )
-    })?;
-    check_plain("vault.addr", &addr)?;
-    let skip = raw.tls_skip_verify.unwrap_or(false);
-    if !addr.starts_with("https://") && !skip {
-        return Err(Error::config(
-            "vault.addr",
-            "must start with https:// (TLS to Vault is always verified)",
-        ));
-    }
-    let ca_pem = match (raw.ca_pem, raw.ca_file) {
-        (Some(_), Some(_)) => {
-            return Err(Error::config(
-                "vault.caPem",
-                "give caPem or caFile, not both",
-            ));
-        }
-        (Some(pem), None) => Some(check_ca("vault.caPem", pem)?),
-        (None, Some(path)) => {
-            let pem = std::fs::read_to_string(&path).map_err(|_| {
-                Error::config("vault.caFile", format!("cannot read {}", path.display()))
-            })?;
-            Some(check_ca("vault.caFile", pem)?)
-        }
-        (None, None) => None,
-    };
-    let auth_mount = raw.auth_mount.unwrap_or_else(|| "kubernetes".to_string());
-    check_plain("vault.authMount", &auth_mount)?;
-    let approle_mount = raw.approle_mount.unwrap_or_else(|| "approle".to_string());
-    check_plain("vault.approleMount", &approle_mount)?;
-    let audience = raw
-        .audience
-        .unwrap_or_else(|| hush_contract::VAULT_AUDIENCE.to_string());
-    check_plain("vault.audience", &audience)?;
-    let exp = check_token_expiration(
-        "vault.tokenExpirationSeconds",
-        raw.token_expiration_seconds.unwrap_or(600),
-    )?;
-    Ok((
-        VaultSettings {
-            addr,
-            ca_pem,
-            auth_mount,
-            approle_mount,
-            audience,
-            tls_skip_verify: skip,
-        },
-        exp,
-    ))
-}
-
 fn check_ca(field: &str, pem: String) -> Result<String> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -721,31 +622,6 @@ fn check_ca(field: &str, pem: String) -> Result<String> {
         return Err(Error::config(field, "holds no PEM certificate"));
     }
     Ok(pem)
-}
-
-fn build_aws(raw: RawAws) -> Result<(AwsSettings, i64)> {
-    let region = raw.region.ok_or_else(|| {
-        Error::config("aws.region", "is required when the aws section is present")
-    })?;
-    check_plain("aws.region", &region)?;
-    if let Some(ep) = &raw.endpoint {
-        check_plain("aws.endpoint", ep)?;
-        if !ep.starts_with("https://") && !ep.starts_with("http://") {
-            return Err(Error::config("aws.endpoint", "must be an http(s) URL"));
-        }
-    }
-    let exp = check_token_expiration(
-        "aws.tokenExpirationSeconds",
-        raw.token_expiration_seconds.unwrap_or(3600),
-    )?;
-    Ok((
-        AwsSettings {
-            region,
-            endpoint: raw.endpoint,
-            audience: hush_contract::STS_AUDIENCE.to_string(),
-        },
-        exp,
-    ))
 }
 
 #[cfg(test)]
@@ -778,12 +654,12 @@ mod tests {
         let cases = [
             ("sidecar: {image: x, runAsUser: 0}", "sidecar.runAsUser"),
             (
-                "sidecar: {image: x, metricsPort: 80}",
-                "sidecar.metricsPort",
+                "sidecar: {image: x}\noperator: {metricsPort: 80}",
+                "operator.metricsPort",
             ),
             (
-                "sidecar: {image: x, minRefreshSeconds: 1}",
-                "sidecar.minRefreshSeconds",
+                "sidecar: {image: x}\noperator: {minRefreshSeconds: 1}",
+                "operator.minRefreshSeconds",
             ),
             (
                 "sidecar: {image: x, secretsSizeLimit: lots}",
@@ -795,16 +671,25 @@ mod tests {
             ),
             ("sidecar: {}", "sidecar.image"),
             (
-                "sidecar: {image: x}\nvault: {addr: 'http://v:8200'}",
-                "vault.addr",
+                "sidecar: {image: x}\noperator: {vault: {addr: 'http://v:8200'}}",
+                "operator.vault.addr",
             ),
             (
-                "sidecar: {image: x}\nvault: {addr: 'https://v', tokenExpirationSeconds: 60}",
+                "sidecar: {image: x}\noperator: {vault: {addr: 'https://v'}}\nvault: {tokenExpirationSeconds: 60}",
                 "vault.tokenExpirationSeconds",
             ),
             (
-                "sidecar: {image: x}\nvault: {addr: 'https://v', caPem: nope}",
-                "vault.caPem",
+                "sidecar: {image: x}\noperator: {vault: {addr: 'https://v', caPem: nope}}",
+                "operator.vault.caPem",
+            ),
+            // The per-pod fields of OperatorSettings come from their own sections.
+            (
+                "sidecar: {image: x}\noperator: {allowedRoles: [app]}",
+                "operator.allowedRoles",
+            ),
+            (
+                "sidecar: {image: x}\nvault: {caFile: /nowhere}",
+                "vault.caFile",
             ),
             (
                 "sidecar: {image: x}\nallowedRoles: {Bad_NS: [a]}",

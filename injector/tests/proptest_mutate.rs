@@ -14,7 +14,7 @@ use serde_json::Value;
 
 fn config() -> InjectorConfig {
     RawConfig::from_yaml(
-        "sidecar: {image: 'hush-sidecar:test'}\nvault: {addr: 'https://vault:8200'}\naws: {region: eu-west-1}\npodSecurity: {allowFsGroup: true, allowShareProcessNamespace: true}\n",
+        "sidecar: {image: 'hush-sidecar:test'}\noperator: {vault: {addr: 'https://vault:8200'}, aws: {region: eu-west-1}}\npodSecurity: {allowFsGroup: true, allowShareProcessNamespace: true}\n",
         "inline",
     )
     .and_then(RawConfig::build)

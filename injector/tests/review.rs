@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 fn cfg() -> hush_injector::InjectorConfig {
     RawConfig::from_yaml(
-        "sidecar: {image: 'hush-sidecar:test'}\nvault: {addr: 'https://vault:8200'}\n",
+        "sidecar: {image: 'hush-sidecar:test'}\noperator: {vault: {addr: 'https://vault:8200'}}\n",
         "inline",
     )
     .and_then(RawConfig::build)

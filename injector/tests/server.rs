@@ -97,7 +97,7 @@ async fn start(tag: &str, extra: &str) -> Harness {
     std::fs::write(dir.join("tls.crt"), cert).expect("write");
     std::fs::write(dir.join("tls.key"), key).expect("write");
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  healthListen: 127.0.0.1:0\n  tlsCertFile: {}\n  tlsKeyFile: {}\n  tlsReloadIntervalSeconds: 1\n  shutdownGraceSeconds: 10\n{extra}sidecar:\n  image: hush-sidecar:test\nvault:\n  addr: https://vault.example:8200\nallowedRoles:\n  team-a: [app]\n",
+        "server:\n  listen: 127.0.0.1:0\n  healthListen: 127.0.0.1:0\n  tlsCertFile: {}\n  tlsKeyFile: {}\n  tlsReloadIntervalSeconds: 1\n  shutdownGraceSeconds: 10\n{extra}sidecar:\n  image: hush-sidecar:test\noperator:\n  vault:\n    addr: https://vault.example:8200\nallowedRoles:\n  team-a: [app]\n",
         dir.join("tls.crt").display(),
         dir.join("tls.key").display()
     );

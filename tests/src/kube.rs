@@ -212,8 +212,9 @@ pub async fn create_webhook_configurations(
 }
 
 impl InjectorFixture {
-    /// Starts the injector with `config_yaml` (sidecar, vault, ... sections; the server section is
-    /// filled in here) and registers both webhooks, selected by a unique namespace label.
+    /// Starts the injector with `config_yaml` (`sidecar`, `operator`, ... sections, usually from
+    /// [`crate::operator::injector_yaml`]; the server section is filled in here) and registers both
+    /// webhooks, selected by a unique namespace label.
     pub async fn start(env: &TestEnv, client: &Client, config_yaml: &str) -> InjectorFixture {
         let pki = TestPki::new();
         let dir = std::env::temp_dir().join(unique_name("hush-injector"));

@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod env;
 pub mod harness;
 pub mod kube;
+pub mod operator;
 pub mod pod_runner;
 pub mod sidecar_pod;

@@ -125,11 +125,8 @@ fn injector_config(env: &TestEnv, cfg: &SidecarConfig) -> InjectorConfig {
         ""
     };
     let yaml = format!(
-        "sidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\nvault:\n  addr: {}\n  caFile: {}\n  audience: vault\naws:\n  region: {}\n  endpoint: {}\n{roles}{signals}",
-        env.vault_addr,
-        env.vault_cacert.display(),
-        env.aws_region,
-        env.aws_endpoint,
+        "{}{roles}{signals}",
+        crate::operator::injector_yaml(env, crate::operator::Stores::BOTH)
     );
     RawConfig::from_yaml(&yaml, "sidecar_pod")
         .and_then(RawConfig::build)

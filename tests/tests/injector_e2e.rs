@@ -11,6 +11,7 @@ use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::sidecar_bin;
 use hush_tests::kube::InjectorFixture;
+use hush_tests::operator::{self, Stores};
 use hush_tests::pod_runner::{RunSpec, Sandbox, run_container};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -46,9 +47,8 @@ fn text(o: &Output) -> String {
 
 fn operator_config(env: &TestEnv) -> String {
     format!(
-        "sidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\nvault:\n  addr: {}\n  caFile: {}\n  audience: vault\nallowedRoles:\n  '*': [app-e2e]\n",
-        env.vault_addr,
-        env.vault_cacert.display()
+        "{}allowedRoles:\n  '*': [app-e2e]\n",
+        operator::injector_yaml(env, Stores::VAULT)
     )
 }
 

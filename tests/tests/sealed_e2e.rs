@@ -19,6 +19,7 @@ use hush_tests::cluster;
 use hush_tests::env::TestEnv;
 use hush_tests::harness::free_port;
 use hush_tests::kube::InjectorFixture;
+use hush_tests::operator::{self, Stores};
 use hush_tests::pod_runner::{RunSpec, RunningContainer, run_container};
 use hush_tests::sidecar_pod::http_get;
 use k8s_openapi::ByteString;
@@ -177,12 +178,8 @@ fn sidecar_spec(args: Option<&str>) -> (RunSpec, String) {
 async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_refused() {
     let env = TestEnv::load();
     let client = cluster::client(&env).await;
-    let fixture = InjectorFixture::start(
-        &env,
-        &client,
-        "sidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\n",
-    )
-    .await;
+    let fixture =
+        InjectorFixture::start(&env, &client, &operator::injector_yaml(&env, Stores::NONE)).await;
     let ns = cluster::namespace(&client, "sealed", true).await;
     fixture.select_namespace(&ns).await;
     cluster::service_account(&client, &ns, "app").await;

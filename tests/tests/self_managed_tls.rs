@@ -19,6 +19,7 @@ use hush_injector::server::RunningServer;
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::kube::{WEBHOOK_LABEL, create_webhook_configurations};
+use hush_tests::operator::{self, Stores};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
@@ -119,9 +120,8 @@ async fn register_webhooks(
 /// webhooks call it by URL, and no certificate or key file.
 fn injector_config(env: &TestEnv, name: &str) -> hush_injector::InjectorConfig {
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  healthListen: 127.0.0.1:0\n  selfManagedTls:\n    enabled: true\n    service: hush.hush-system.svc\n    webhookConfiguration: {name}\n    validityDays: 1\n    extraSans: ['127.0.0.1']\nsidecar:\n  image: hush-sidecar:dev\n  imagePullPolicy: Never\nvault:\n  addr: {}\n  caFile: {}\n  audience: vault\nallowedRoles:\n  '*': [app-e2e]\n",
-        env.vault_addr,
-        env.vault_cacert.display()
+        "server:\n  listen: 127.0.0.1:0\n  healthListen: 127.0.0.1:0\n  selfManagedTls:\n    enabled: true\n    service: hush.hush-system.svc\n    webhookConfiguration: {name}\n    validityDays: 1\n    extraSans: ['127.0.0.1']\n{}allowedRoles:\n  '*': [app-e2e]\n",
+        operator::injector_yaml(env, Stores::VAULT)
     );
     RawConfig::from_yaml(&yaml, "self-managed test")
         .and_then(RawConfig::build)

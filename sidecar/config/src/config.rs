@@ -38,30 +38,94 @@ pub mod limits {
     pub const MAX_TEMPLATE_BYTES: usize = 32 << 10;
     /// Longest fetch deadline.
     pub const MAX_FETCH_DEADLINE: Duration = Duration::from_secs(3600);
+    /// Lowest metrics port (the sidecar runs without privileges).
+    pub const MIN_METRICS_PORT: u16 = 1024;
 }
 
 /// Vault/OpenBao settings chosen by the operator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VaultSettings {
     /// `https://` address of the server.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(HTTPS_URL_PATTERN), length(max = 520))
+    )]
     pub addr: String,
     /// Inline PEM of the CA that signs the server's certificate; the system roots otherwise.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(PEM_PATTERN), length(max = MAX_CA_PEM_BYTES))
+    )]
     pub ca_pem: Option<String>,
     /// Mount of the kubernetes auth method.
     #[serde(default = "default_auth_mount")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(MOUNT_PATTERN), length(max = 128))
+    )]
     pub auth_mount: String,
     /// Mount of the AppRole auth method.
     #[serde(default = "default_approle_mount")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(MOUNT_PATTERN), length(max = 128))
+    )]
     pub approle_mount: String,
     /// Audience of the projected token (the Vault role must expect it).
     #[serde(default = "default_vault_audience")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(AUDIENCE_PATTERN), length(min = 1, max = 256))
+    )]
     pub audience: String,
     /// Disables TLS verification. Operator only; never settable from an annotation.
     #[serde(default)]
     pub tls_skip_verify: bool,
 }
+
+impl VaultSettings {
+    /// Settings for the server at `addr`, everything else default (as if only `addr` were given).
+    pub fn new(addr: String) -> VaultSettings {
+        VaultSettings {
+            addr,
+            ca_pem: None,
+            auth_mount: default_auth_mount(),
+            approle_mount: default_approle_mount(),
+            audience: default_vault_audience(),
+            tls_skip_verify: false,
+        }
+    }
+}
+
+impl AwsSettings {
+    /// Settings for `region`, everything else default (as if only `region` were given).
+    pub fn new(region: String) -> AwsSettings {
+        AwsSettings {
+            region,
+            endpoint: None,
+            audience: default_sts_audience(),
+        }
+    }
+}
+
+/// The largest inline CA bundle (`vault.caPem`).
+pub const MAX_CA_PEM_BYTES: usize = 256 << 10;
+/// The schema's picture of the rules in [`OperatorSettings::validate`] (which stays the authority).
+#[cfg(feature = "schema")]
+const HTTPS_URL_PATTERN: &str = r"^https://\S+$";
+#[cfg(feature = "schema")]
+const HTTP_URL_PATTERN: &str = r"^https?://\S+$";
+#[cfg(feature = "schema")]
+const PEM_PATTERN: &str = r"^\s*-----BEGIN CERTIFICATE-----[\s\S]*-----END CERTIFICATE-----\s*$";
+#[cfg(feature = "schema")]
+const MOUNT_PATTERN: &str = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$";
+#[cfg(feature = "schema")]
+const AUDIENCE_PATTERN: &str = r"^\S+$";
+#[cfg(feature = "schema")]
+const REGION_PATTERN: &str = r"^[a-z0-9-]{1,32}$";
 
 fn default_auth_mount() -> String {
     "kubernetes".into()
@@ -78,20 +142,35 @@ fn default_sts_audience() -> String {
 
 /// AWS settings chosen by the operator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsSettings {
     /// Region, e.g. `eu-west-1`.
+    #[cfg_attr(feature = "schema", schemars(pattern(REGION_PATTERN)))]
     pub region: String,
     /// Endpoint override for Secrets Manager and STS (tests and the demo only).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(HTTP_URL_PATTERN), length(max = 520))
+    )]
     pub endpoint: Option<String>,
     /// Audience of the projected web-identity token.
     #[serde(default = "default_sts_audience")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(AUDIENCE_PATTERN), length(min = 1, max = 256))
+    )]
     pub audience: String,
 }
 
-/// Operator settings (from the injector's config), merged into every [`SidecarConfig`].
+/// Operator settings, merged into every [`SidecarConfig`]. The injector's config file holds exactly
+/// this type as its `operator:` section (the per-pod fields `allowedRoles`, `allowSignal` and
+/// `fsGroup` are filled in by the injector), so [`OperatorSettings::validate`] is the one rule set;
+/// with the `schema` feature it also derives the JSON Schema the Helm chart's values are checked
+/// against, bounds taken from [`limits`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct OperatorSettings {
     /// Vault/OpenBao; `None` means `vault:` sources are refused.
@@ -99,15 +178,19 @@ pub struct OperatorSettings {
     /// AWS Secrets Manager; `None` means `aws:` sources are refused.
     pub aws: Option<AwsSettings>,
     /// Port of the sidecar's `/metrics` on the pod IP.
+    #[cfg_attr(feature = "schema", schemars(range(min = limits::MIN_METRICS_PORT)))]
     pub metrics_port: u16,
-    /// Refresh interval when the pod sets none.
+    /// Refresh interval when the pod sets none, in seconds.
     #[serde(with = "secs", rename = "defaultRefreshSeconds")]
+    #[cfg_attr(feature = "schema", schemars(with = "u64", range(min = limits::MIN_REFRESH.as_secs(), max = limits::MAX_REFRESH.as_secs())))]
     pub default_refresh: Duration,
-    /// Shortest `hush.dev/refresh` accepted.
+    /// Shortest `hush.dev/refresh` accepted, in seconds.
     #[serde(with = "secs", rename = "minRefreshSeconds")]
+    #[cfg_attr(feature = "schema", schemars(with = "u64", range(min = limits::MIN_REFRESH.as_secs(), max = limits::MAX_REFRESH.as_secs())))]
     pub min_refresh: Duration,
-    /// Longest `hush.dev/refresh` accepted.
+    /// Longest `hush.dev/refresh` accepted, in seconds.
     #[serde(with = "secs", rename = "maxRefreshSeconds")]
+    #[cfg_attr(feature = "schema", schemars(with = "u64", range(min = limits::MIN_REFRESH.as_secs(), max = limits::MAX_REFRESH.as_secs())))]
     pub max_refresh: Duration,
     /// Vault roles this namespace may use, already resolved by the injector; `None` = no allowlist.
     pub allowed_roles: Option<Vec<String>>,
@@ -115,11 +198,14 @@ pub struct OperatorSettings {
     pub allow_signal: bool,
     /// The pod's effective fsGroup, filled in by the injector: files default to 0440 with it,
     /// 0444 without.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = i32::MAX)))]
     pub fs_group: Option<i64>,
-    /// Largest file the sidecar writes (rendered size).
+    /// Largest file the sidecar writes (rendered size), in bytes.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = limits::MAX_FILE_BYTES)))]
     pub max_file_bytes: u64,
-    /// How long the first fetch (and `hush-sidecar once`) may take before giving up.
+    /// How long the first fetch (and `hush-sidecar once`) may take before giving up, in seconds.
     #[serde(with = "secs", rename = "fetchDeadlineSeconds")]
+    #[cfg_attr(feature = "schema", schemars(with = "u64", range(min = 1, max = limits::MAX_FETCH_DEADLINE.as_secs())))]
     pub fetch_deadline: Duration,
 }
 
@@ -150,13 +236,8 @@ impl OperatorSettings {
         };
         if let Some(v) = &self.vault {
             check_https_url(&v.addr).map_err(|r| bad("vault.addr", r))?;
-            if let Some(pem) = &v.ca_pem
-                && (!pem.contains("-----BEGIN CERTIFICATE-----") || pem.len() > 256 << 10)
-            {
-                return Err(bad(
-                    "vault.caPem",
-                    "must be PEM certificates (at most 256 KiB)".into(),
-                ));
+            if let Some(pem) = &v.ca_pem {
+                check_pem_certificates(pem).map_err(|r| bad("vault.caPem", r))?;
             }
             check_mount(&v.auth_mount).map_err(|r| bad("vault.authMount", r))?;
             check_mount(&v.approle_mount).map_err(|r| bad("vault.approleMount", r))?;
@@ -172,14 +253,24 @@ impl OperatorSettings {
             {
                 return Err(bad("aws.region", "must look like eu-west-1".into()));
             }
-            if let Some(e) = &a.endpoint
-                && !(e.starts_with("https://") || e.starts_with("http://"))
-            {
-                return Err(bad("aws.endpoint", "must be an http(s) URL".into()));
+            if let Some(e) = &a.endpoint {
+                let rest = e
+                    .strip_prefix("https://")
+                    .or_else(|| e.strip_prefix("http://"));
+                if !rest.is_some_and(|r| {
+                    !r.is_empty()
+                        && r.len() <= 512
+                        && !r.chars().any(|c| c.is_control() || c.is_whitespace())
+                }) {
+                    return Err(bad(
+                        "aws.endpoint",
+                        "must be an http(s) URL with a host".into(),
+                    ));
+                }
             }
             check_audience(&a.audience).map_err(|r| bad("aws.audience", r))?;
         }
-        if self.metrics_port < 1024 {
+        if self.metrics_port < limits::MIN_METRICS_PORT {
             return Err(bad(
                 "metricsPort",
                 "must be between 1024 and 65535 (the sidecar runs without privileges)".into(),
@@ -1181,8 +1272,39 @@ fn check_https_url(u: &str) -> Result<(), String> {
     let rest = u
         .strip_prefix("https://")
         .ok_or("must be an https:// URL")?;
-    if rest.is_empty() || rest.len() > 512 || rest.chars().any(|c| c.is_control() || c == ' ') {
+    if rest.is_empty()
+        || rest.len() > 512
+        || rest.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err("must be an https:// URL with a host".into());
+    }
+    Ok(())
+}
+
+/// One or more PEM `CERTIFICATE` blocks with base64 bodies, at most [`MAX_CA_PEM_BYTES`]. (The
+/// certificates themselves are parsed where they are used, by the TLS client.)
+fn check_pem_certificates(pem: &str) -> Result<(), String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    const HINT: &str = "must be PEM certificates (BEGIN/END CERTIFICATE blocks, at most 256 KiB)";
+    if pem.len() > MAX_CA_PEM_BYTES {
+        return Err(HINT.into());
+    }
+    let mut rest = pem;
+    let mut blocks = 0;
+    while let Some(i) = rest.find(BEGIN) {
+        let after = &rest[i + BEGIN.len()..];
+        let j = after.find(END).ok_or(HINT)?;
+        let body = &after[..j];
+        let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+        if body.trim().is_empty() || !body.bytes().all(|b| base64(b) || b.is_ascii_whitespace()) {
+            return Err(HINT.into());
+        }
+        blocks += 1;
+        rest = &after[j + END.len()..];
+    }
+    if blocks == 0 {
+        return Err(HINT.into());
     }
     Ok(())
 }

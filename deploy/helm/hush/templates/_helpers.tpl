@@ -81,39 +81,48 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- $_ := set $res $section $d -}}
 {{- end -}}
+{{- /* The injected container; how the sidecar behaves is the `operator` section. */ -}}
 {{- $sidecar := dict
       "image" (include "hush.image" (dict "image" $s.image "root" .))
       "imagePullPolicy" $s.image.pullPolicy
       "runAsUser" (int64 $s.runAsUser)
       "runAsGroup" (int64 $s.runAsGroup)
-      "metricsPort" (int $s.metricsPort)
       "resources" $res
-      "secretsSizeLimit" $s.secretsSizeLimit
+      "secretsSizeLimit" $s.secretsSizeLimit -}}
+{{- /* `operator` is the sidecar's OperatorSettings as is (see the README's injector configuration);
+     its values keep their old places in values.yaml (sidecar.*, vault.*, aws.*). */ -}}
+{{- $operator := dict
+      "metricsPort" (int $s.metricsPort)
       "fetchDeadlineSeconds" (int $s.fetchDeadlineSeconds)
       "defaultRefreshSeconds" (int $s.defaultRefreshSeconds)
       "minRefreshSeconds" (int $s.minRefreshSeconds)
       "maxRefreshSeconds" (int $s.maxRefreshSeconds)
       "maxFileBytes" (int64 $s.maxFileBytes) -}}
-{{- $cfg := dict "server" $server "sidecar" $sidecar -}}
 {{- if $v.vault.addr -}}
 {{- $vault := dict
       "addr" $v.vault.addr
       "authMount" $v.vault.authMount
       "approleMount" $v.vault.approleMount
-      "audience" $v.vault.audience
-      "tokenExpirationSeconds" (int $v.vault.tokenExpirationSeconds) -}}
+      "audience" $v.vault.audience -}}
 {{- if $v.vault.caPem -}}
 {{- $_ := set $vault "caPem" $v.vault.caPem -}}
 {{- end -}}
-{{- $_ := set $cfg "vault" $vault -}}
+{{- $_ := set $operator "vault" $vault -}}
 {{- end -}}
 {{- if $v.aws.region -}}
-{{- $aws := dict "region" $v.aws.region "tokenExpirationSeconds" (int $v.aws.tokenExpirationSeconds) -}}
+{{- $aws := dict "region" $v.aws.region -}}
 {{- if $v.aws.endpoint -}}
 {{- $_ := set $aws "endpoint" $v.aws.endpoint -}}
 {{- end -}}
-{{- $_ := set $cfg "aws" $aws -}}
+{{- $_ := set $operator "aws" $aws -}}
 {{- end -}}
+{{- /* What only the injector uses: the projected tokens' lifetimes. */ -}}
+{{- $cfg := dict
+      "server" $server
+      "sidecar" $sidecar
+      "operator" $operator
+      "vault" (dict "tokenExpirationSeconds" (int $v.vault.tokenExpirationSeconds))
+      "aws" (dict "tokenExpirationSeconds" (int $v.aws.tokenExpirationSeconds)) -}}
 {{- if $v.allowedRoles -}}
 {{- $_ := set $cfg "allowedRoles" $v.allowedRoles -}}
 {{- end -}}
