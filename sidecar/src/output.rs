@@ -220,9 +220,15 @@ impl AtomicWriter {
             );
             match rustix::fs::mkdirat(&self.root_fd, name.as_str(), Mode::from_raw_mode(0o755)) {
                 Ok(()) => {
-                    // The umask may have narrowed it; readers need to traverse it.
+                    // The umask may have narrowed it; readers need to traverse it. Keep the
+                    // setgid bit it inherited from a volume with the pod's fsGroup: without it
+                    // the files would get the sidecar's own group, and 0440 would lock the app
+                    // out (seen on a real kubelet).
                     if let Ok(fd) = self.open_dir(&name) {
-                        let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755));
+                        let setgid = rustix::fs::fstat(&fd)
+                            .map(|st| st.st_mode & 0o2000)
+                            .unwrap_or(0);
+                        let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755 | setgid));
                     }
                     return Ok(name);
                 }

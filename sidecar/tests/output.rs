@@ -65,6 +65,30 @@ fn writes_links_and_exact_modes() {
     assert_eq!(dot_dirs(root), [target.to_string_lossy().into_owned()]);
 }
 
+/// A volume with the pod's fsGroup is a setgid directory (the kubelet makes it so): each new set
+/// must keep the bit, so its files get the pod's group and 0440 stays readable by the app. A
+/// chmod that dropped it made the files the sidecar's group on a real node.
+#[test]
+fn a_setgid_volume_keeps_its_group_on_every_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o2777)).unwrap();
+    let gid = fs::metadata(root).unwrap().gid();
+    let w = AtomicWriter::open(root).unwrap();
+    w.write_set(&[file("db", 0o440, b"one")]).unwrap();
+    w.write_set(&[file("db", 0o440, b"two")]).unwrap();
+    let data = fs::canonicalize(root.join(DATA_LINK)).unwrap();
+    let dir = fs::metadata(&data).unwrap();
+    assert_eq!(
+        dir.mode() & 0o2000,
+        0o2000,
+        "the set's directory keeps setgid"
+    );
+    assert_eq!(dir.gid(), gid);
+    assert_eq!(fs::metadata(data.join("db")).unwrap().gid(), gid);
+    assert_eq!(fs::read(root.join("db")).unwrap(), b"two");
+}
+
 #[test]
 fn unchanged_refresh_is_a_no_op_and_changes_swap() {
     let tmp = tempfile::tempdir().unwrap();
