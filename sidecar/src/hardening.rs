@@ -1,5 +1,5 @@
-//! Process hardening at start, before any secret is in memory (threat-model.md, "A node-level
-//! attacker reading memory, swap or core dumps"):
+//! Process hardening at start, before any secret is in memory (docs/threat-model.md, "A
+//! node-level attacker reading memory, swap or core dumps"):
 //! - `PR_SET_DUMPABLE=0`: no core dump, and `/proc/<pid>/mem`, `environ` and ptrace are closed to
 //!   other processes of the same UID (the app, in signal mode);
 //! - `RLIMIT_CORE=0`, in case something turns dumpable back on;

@@ -1,8 +1,9 @@
 //! Prometheus metrics of one sidecar and the tiny HTTP endpoint that serves them. Operators alert on
 //! a sidecar that keeps failing while the app runs on old files, so the counters are by source kind
 //! and file name, and a gauge says when the last complete refresh succeeded. Labels never carry a
-//! value or a secret path: file names and source kinds only (architecture.md). The endpoint is plain
-//! hyper http1 with one route, no framework, and answers on the operator-set port.
+//! value or a secret path: file names and source kinds only (docs/threat-model.md, "Secrets in
+//! logs, metrics and panics"). The endpoint is plain hyper http1 with one route, no framework, and
+//! answers on the operator-set port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,10 +4,10 @@
 //! sealed ConfigMaps each implement it; the refresh loop knows nothing about any of them.
 //!
 //! Providers are compiled in but built only for the source kinds a pod uses ([`build`]), so a pod
-//! with only `vault:` references never pays for the AWS SDK's credential chain (architecture.md,
-//! "Footprint"). Several files may point at the same secret (`database/creds/app#username` and
-//! `#password`): the loop fetches each secret once per [`FetchKey`], so both files come from the same
-//! lease, and picks the field per file.
+//! with only `vault:` references never pays for the AWS SDK's credential chain
+//! (docs/architecture.md, "Footprint"). Several files may point at the same secret
+//! (`database/creds/app#username` and `#password`): the loop fetches each secret once per
+//! [`FetchKey`], so both files come from the same lease, and picks the field per file.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,8 +9,8 @@
 //! - [`probe`]: the exec startup probe. Exit 0 only if the marker exists. It runs every few seconds
 //!   in every pod, so it reads one path and nothing else: no runtime, no config parse.
 //!
-//! Everything runs on a single-threaded tokio runtime (architecture.md, "Footprint"). The process
-//! environment is read through [`Env`] so tests never call `set_var`.
+//! Everything runs on a single-threaded tokio runtime (docs/architecture.md, "Footprint"). The
+//! process environment is read through [`Env`] so tests never call `set_var`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! Secret references: the `vault:`, `aws:` and `sealed:` URIs that a `hush.dev/secret-<file>`
 //! annotation holds, parsed into a typed [`SourceRef`]. Values here come from tenants, so every
 //! component is checked against a narrow character set before it can reach a URL, an AWS call or
-//! the file system (threat-model.md, "Hostile annotation values"). The same checks run again when
-//! the sidecar reads its `HUSH_CONFIG`.
+//! the file system (docs/threat-model.md, "Hostile annotation values"). The same checks run again
+//! when the sidecar reads its `HUSH_CONFIG`.
 
 use std::fmt;
 

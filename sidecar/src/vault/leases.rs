@@ -1,7 +1,7 @@
-//! `sys/leases/renew` and `sys/leases/revoke`, which vaultrs 0.8 lacks (dependencies.md, "Known
-//! gaps"). Both are typed requests on the shared client; this is the only place that knows their
-//! shape. A lease id names a path and a random suffix, never a value, but it is still kept out of
-//! logs above debug level.
+//! `sys/leases/renew` and `sys/leases/revoke`, which vaultrs 0.8 lacks (docs/dependencies.md,
+//! "Vault / OpenBao: vaultrs 0.8 and its gaps"). Both are typed requests on the shared client; this
+//! is the only place that knows their shape. A lease id names a path and a random suffix, never a
+//! value, but it is still kept out of logs above debug level.
 
 use std::time::Duration;
 
