@@ -235,11 +235,11 @@ async fn run_async(cfg: SidecarConfig, paths: Paths, metrics_addr: SocketAddr) -
     match first {
         None => {
             tracing::info!("stopped before the first fetch finished");
-            shutdown(&mut engine, &cfg).await;
+            shutdown(&mut engine, &cfg, "signal").await;
             return Ok(());
         }
         Some(Err(e)) => {
-            shutdown(&mut engine, &cfg).await;
+            shutdown(&mut engine, &cfg, "the first fetch failed").await;
             return Err(e);
         }
         Some(Ok(())) => {}
@@ -304,13 +304,15 @@ async fn run_async(cfg: SidecarConfig, paths: Paths, metrics_addr: SocketAddr) -
             _ = int.recv() => break,
         }
     }
-    shutdown(&mut engine, &cfg).await;
+    shutdown(&mut engine, &cfg, "signal").await;
     Ok(())
 }
 
-async fn shutdown(engine: &mut Engine, cfg: &SidecarConfig) {
+/// Revokes (unless disabled) on the way out; `why` says what ended the run, so a failed first
+/// fetch is not logged as if a SIGTERM had come.
+async fn shutdown(engine: &mut Engine, cfg: &SidecarConfig, why: &'static str) {
     if cfg.revoke_on_shutdown {
-        tracing::info!("SIGTERM: revoking leases and the token");
+        tracing::info!(reason = why, "shutting down: revoking leases and the token");
         if tokio::time::timeout(Duration::from_secs(20), engine.revoke_all())
             .await
             .is_err()
@@ -318,7 +320,10 @@ async fn shutdown(engine: &mut Engine, cfg: &SidecarConfig) {
             tracing::warn!("revocation did not finish within 20 seconds");
         }
     } else {
-        tracing::info!("SIGTERM: leaving leases to expire (revocation disabled)");
+        tracing::info!(
+            reason = why,
+            "shutting down: leaving leases to expire (revocation disabled)"
+        );
     }
 }
 
