@@ -45,23 +45,31 @@ const APP_IMAGE: &str = "localhost/hush-testapp:1";
 const MOUNT: &str = "/var/run/secrets/hush";
 const SIDECAR: &str = "hush-sidecar";
 
-fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
+/// Runs `cmd` with `stdin` on its standard input and collects its output.
+fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(&env.kubectl)
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run kubectl");
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
         input.write_all(s.as_bytes()).unwrap();
     }
     drop(input);
     child.wait_with_output().unwrap()
+}
+
+fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
+    run(
+        Command::new(&env.kubectl)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig)
+            .args(args),
+        stdin,
+    )
 }
 
 fn text(o: &Output) -> String {
@@ -81,24 +89,17 @@ fn apply(env: &TestEnv, ns: &str, yaml: &str) {
     );
 }
 
-fn bao(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = Command::new(&env.bao_bin)
-        .args(args)
-        .env("BAO_ADDR", &env.vault_addr)
+/// `bao` with the root token of the test OpenBao.
+fn bao_cmd(env: &TestEnv) -> Command {
+    let mut cmd = Command::new(&env.bao_bin);
+    cmd.env("BAO_ADDR", &env.vault_addr)
         .env("BAO_CACERT", &env.vault_cacert)
-        .env("BAO_TOKEN", &env.vault_token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bao");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+        .env("BAO_TOKEN", &env.vault_token);
+    cmd
+}
+
+fn bao(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(bao_cmd(env).args(args), stdin);
     assert!(out.status.success(), "bao {args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -315,47 +316,16 @@ fn app_script(files: &[&str]) -> String {
     s
 }
 
-fn deployment_yaml(name: &str, annotations: &[(&str, String)], script: &str) -> String {
+/// The pod every workload here runs (`metadata` and `spec`, at indent 0): one host-network app
+/// container running `script` as the app's user. `job` adds `restartPolicy: Never`.
+fn pod_template(name: &str, annotations: &[(&str, String)], script: &str, job: bool) -> String {
     format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-      annotations:
-{ann}    spec:
-      hostNetwork: true
-      serviceAccountName: app
-      terminationGracePeriodSeconds: 10
-      {POD_SECURITY}
-      containers:
-      - name: app
-        image: {APP_IMAGE}
-        imagePullPolicy: Never
-        command: ["sh", "-c", {script}]
-        {APP_SECURITY}
-"#,
-        ann = annotations_yaml(annotations, 8),
-        script = serde_json::to_string(script).unwrap(),
-    )
-}
-
-fn pod_yaml(name: &str, annotations: &[(&str, String)], script: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
+        r#"metadata:
   name: {name}
   labels: {{app: {name}}}
   annotations:
 {ann}spec:
-  hostNetwork: true
+{restart}  hostNetwork: true
   serviceAccountName: app
   terminationGracePeriodSeconds: 10
   {POD_SECURITY}
@@ -367,37 +337,37 @@ metadata:
     {APP_SECURITY}
 "#,
         ann = annotations_yaml(annotations, 4),
+        restart = if job { "  restartPolicy: Never\n" } else { "" },
         script = serde_json::to_string(script).unwrap(),
+    )
+}
+
+/// `text` with every line indented by `n` spaces.
+fn indented(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+fn deployment_yaml(name: &str, annotations: &[(&str, String)], script: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  \
+         selector:\n    matchLabels: {{app: {name}}}\n  template:\n{}",
+        indented(&pod_template(name, annotations, script, false), 4)
+    )
+}
+
+fn pod_yaml(name: &str, annotations: &[(&str, String)], script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\n{}",
+        pod_template(name, annotations, script, false)
     )
 }
 
 fn job_yaml(name: &str, annotations: &[(&str, String)], script: &str) -> String {
     format!(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {name}
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      labels: {{app: {name}}}
-      annotations:
-{ann}    spec:
-      restartPolicy: Never
-      hostNetwork: true
-      serviceAccountName: app
-      terminationGracePeriodSeconds: 10
-      {POD_SECURITY}
-      containers:
-      - name: app
-        image: {APP_IMAGE}
-        imagePullPolicy: Never
-        command: ["sh", "-c", {script}]
-        {APP_SECURITY}
-"#,
-        ann = annotations_yaml(annotations, 8),
-        script = serde_json::to_string(script).unwrap(),
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  backoffLimit: 0\n  \
+         template:\n{}",
+        indented(&pod_template(name, annotations, script, true), 4)
     )
 }
 
@@ -414,20 +384,7 @@ fn hush_bin() -> std::path::PathBuf {
 }
 
 fn run_hush(args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = Command::new(hush_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let out = run(Command::new(hush_bin()).args(args), stdin);
     assert!(out.status.success(), "hush {args:?}: {}", text(&out));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -678,18 +635,15 @@ fn tokens_of(env: &TestEnv, ns: &str) -> usize {
     accessors
         .iter()
         .filter(|a| {
-            let out = Command::new(&env.bao_bin)
-                .args([
+            let out = run(
+                bao_cmd(env).args([
                     "write",
                     "-format=json",
                     "auth/token/lookup-accessor",
                     &format!("accessor={a}"),
-                ])
-                .env("BAO_ADDR", &env.vault_addr)
-                .env("BAO_CACERT", &env.vault_cacert)
-                .env("BAO_TOKEN", &env.vault_token)
-                .output()
-                .unwrap();
+                ]),
+                None,
+            );
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             v["data"]["meta"]["service_account_namespace"] == ns
         })
