@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use hush_config::config::{AwsSettings, VaultSettings};
+use hush_config::{AwsSettings, VaultSettings};
 
 use crate::config::{RawConfig, RawResources, RawSelfManagedTls};
 use crate::error::{Error, Result};

@@ -17,18 +17,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hush_config::config::OperatorSettings;
+use hush_config::OperatorSettings;
 use hush_contract::names::{check_dns1123_label, check_dns1123_subdomain};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 /// Default UID and GID of the sidecar (the distroless "nonroot" user).
-pub const DEFAULT_SIDECAR_ID: i64 = 65532;
+pub(crate) const DEFAULT_SIDECAR_ID: i64 = 65532;
 /// The shortest lifetime the kube-apiserver accepts for a projected token.
-pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
+pub(crate) const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
 /// Default request body limit: AdmissionReviews above this are answered 413 unparsed.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// The config file as written by the operator. Every section is optional; flags fill or override.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -302,7 +302,7 @@ impl RawConfig {
                 for role in roles {
                     // The sidecar's own rule, so a role the parser would refuse fails at start,
                     // not at every admission.
-                    if let Err(why) = hush_config::config::check_role_name(role) {
+                    if let Err(why) = hush_config::check_role_name(role) {
                         return Err(Error::config(format!("allowedRoles.{ns}"), why));
                     }
                 }
@@ -424,7 +424,7 @@ fn build_server(raw: RawServer) -> Result<ServerConfig> {
 }
 
 /// The longest self-managed certificate lifetime accepted, in days (about ten years).
-pub const MAX_SELF_MANAGED_VALIDITY_DAYS: u32 = 3650;
+pub(crate) const MAX_SELF_MANAGED_VALIDITY_DAYS: u32 = 3650;
 
 fn build_self_managed(raw: RawSelfManagedTls) -> Result<Option<SelfManagedTls>> {
     const F: &str = "server.selfManagedTls";
@@ -536,7 +536,7 @@ fn check_plain(field: &str, value: &str) -> Result<()> {
 }
 
 /// Checks a Kubernetes quantity of the forms the injector writes (`16Mi`, `5m`, `0.5`, `1G`).
-pub fn check_quantity(field: &str, q: &str) -> Result<()> {
+pub(crate) fn check_quantity(field: &str, q: &str) -> Result<()> {
     let digits_end = q
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(q.len());

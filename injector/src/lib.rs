@@ -3,16 +3,21 @@
 //! decodes AdmissionReviews, calls that function and encodes the answer. It never calls out while a
 //! request is admitted: even self-managed TLS publishes its CA at start and in the background.
 
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod metrics;
-pub mod mutate;
-pub mod review;
-pub mod self_managed;
-pub mod server;
-pub mod tls;
+mod cli;
+mod config;
+mod error;
+mod metrics;
+mod mutate;
+mod review;
+mod self_managed;
+mod server;
+mod tls;
 
-pub use config::InjectorConfig;
+pub use cli::Args;
+pub use config::{InjectorConfig, RawConfig, SelfManagedTls};
 pub use error::{Error, Result};
-pub use mutate::{Denial, DenialReason, mutate};
+pub use metrics::{Endpoint, Metrics, Publication};
+pub use mutate::{Denial, DenialReason, SIDECAR_NAME, mutate};
+pub use review::{ReviewOut, review};
+pub use server::{RunningServer, run};
+pub use tls::ReloadingCert;

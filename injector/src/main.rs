@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use hush_injector::cli::Args;
+use hush_injector::Args;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .load()
         .and_then(|raw| raw.build())
         .context("invalid configuration")?;
-    hush_injector::server::run(cfg)
+    hush_injector::run(cfg)
         .await
         .context("hush-injector failed")?;
     Ok(())

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use hush_config::config::{Mode, OnChange, SidecarConfig, VaultAuth};
+use hush_config::{Mode, OnChange, SidecarConfig, VaultAuth};
 use hush_contract::{
     ANNOTATION_PREFIX, AWS_SESSION_NAME, IDENTITY_KEY, IDENTITY_SECRET, METRICS_PORT_NAME,
     SIDECAR_BINARY, STATUS, STATUS_INJECTED, STS_AUDIENCE, VAULT_AUDIENCE, env as vars, paths,
@@ -33,7 +33,7 @@ use crate::config::InjectorConfig;
 
 /// Name of the injected container (the contract's, re-exported for the tests).
 pub use hush_contract::SIDECAR_CONTAINER as SIDECAR_NAME;
-pub use hush_contract::volumes::RESERVED_PREFIX as RESERVED_VOLUME_PREFIX;
+pub(crate) use hush_contract::volumes::RESERVED_PREFIX as RESERVED_VOLUME_PREFIX;
 
 /// Why a pod was refused; a fixed, bounded set used as the metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,7 +103,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 
 /// Whether the pod already carries the sidecar we inject (not just a status annotation, which a
 /// user may set): an init container of our name with the config env.
-pub fn already_injected(spec: &PodSpec) -> bool {
+pub(crate) fn already_injected(spec: &PodSpec) -> bool {
     spec.init_containers
         .iter()
         .flatten()

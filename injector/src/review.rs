@@ -18,7 +18,7 @@ use crate::metrics::{Endpoint, Metrics, Outcome};
 use crate::mutate::{Denial, mutate};
 
 /// The only AdmissionReview version we speak.
-pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub(crate) const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
 #[derive(Deserialize)]
@@ -141,7 +141,7 @@ fn encode(http_status: u16, response: ResponseOut, outcome: Outcome) -> Answer {
 }
 
 /// A 400 answer for a request we cannot read, with the uid echoed when there is one.
-pub fn bad_request(uid: Option<String>, message: String) -> Answer {
+pub(crate) fn bad_request(uid: Option<String>, message: String) -> Answer {
     encode(
         400,
         ResponseOut::refused(uid.unwrap_or_default(), 400, "BadRequest", message),

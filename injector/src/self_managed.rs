@@ -46,15 +46,15 @@ use crate::tls::ReloadingCert;
 
 /// The subject organisation of every self-managed CA; how a bundle's Hush CAs are told apart from
 /// certificates an operator added, which are never pruned (unless expired or unparsable).
-pub const HUSH_CA_ORGANIZATION: &str = "hush.dev self-managed TLS";
+pub(crate) const HUSH_CA_ORGANIZATION: &str = "hush.dev self-managed TLS";
 /// At most this many Hush CAs stay in a bundle, so replica restarts do not grow it forever.
-pub const MAX_HUSH_CAS: usize = 8;
+pub(crate) const MAX_HUSH_CAS: usize = 8;
 /// A replica moves its CA to the end of the bundle when this many newer Hush CAs follow it, so a
 /// live replica stays clear of the pruning at the front. With up to this many live replicas no CA
 /// ever moves back and forth.
-pub const KEEP_FRESH_WITHIN: usize = MAX_HUSH_CAS / 2;
+pub(crate) const KEEP_FRESH_WITHIN: usize = MAX_HUSH_CAS / 2;
 /// How often a replica checks that its CA is still in the bundle (jittered by ±20%).
-pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a renewed CA is published before the leaf it signed is served: the apiservers watch
 /// webhook configurations and need a moment to see the new bundle. The old CA stays meanwhile.
 const CA_PROPAGATION_DELAY: Duration = Duration::from_secs(10);
@@ -68,10 +68,10 @@ const MAX_CONFLICT_RETRIES: u32 = 10;
 const FIELD_MANAGER: &str = "hush-injector";
 /// How long a replica that shuts down spends withdrawing its CAs from both configurations, so a
 /// slow or unreachable apiserver never holds up the exit (the pod's grace period is finite too).
-pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A CA and the serving certificate it signed. The CA's private key is already gone.
-pub struct Issued {
+pub(crate) struct Issued {
     /// The CA certificate (DER), for the caBundle.
     pub ca_der: Vec<u8>,
     /// The serving certificate (PEM).
@@ -93,7 +93,7 @@ impl fmt::Debug for Issued {
 
 /// What [`merge_bundle`] did, for logs and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MergeReport {
+pub(crate) struct MergeReport {
     /// Certificates in the new bundle, ours included.
     pub kept: usize,
     /// Dropped because they had expired.
@@ -173,7 +173,7 @@ struct Maintainer {
 
 /// A running self-managed TLS: the resolver to serve with, and the background task that keeps it
 /// fresh and published. Stop it with [`SelfManaged::shutdown`], which also withdraws our CAs.
-pub struct SelfManaged {
+pub(crate) struct SelfManaged {
     certs: Arc<ReloadingCert>,
     task: JoinHandle<()>,
     cas: Arc<Mutex<OurCas>>,
@@ -194,7 +194,7 @@ impl fmt::Debug for SelfManaged {
 /// Makes a CA and a leaf for `cfg.sans`, both valid from a little before `now` for `cfg.validity`.
 /// The CA is limited to signing end-entity certificates (path length 0) and its key is dropped on
 /// return, so it can never sign anything else.
-pub fn issue(cfg: &SelfManagedTls, now: SystemTime) -> Result<Issued> {
+pub(crate) fn issue(cfg: &SelfManagedTls, now: SystemTime) -> Result<Issued> {
     let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
     let not_after = now + cfg.validity;
     let mut ca = CertificateParams::default();
@@ -246,7 +246,7 @@ struct Entry {
 /// only age every replica agrees on, and a live replica keeps its CA near the end. The output is
 /// canonical PEM, so replicas that see the same input write the same bytes and no one rewrites a
 /// bundle that is already right.
-pub fn merge_bundle(
+pub(crate) fn merge_bundle(
     bundles: &[&[u8]],
     ours: &[u8],
     retired: &[Vec<u8>],
@@ -259,7 +259,7 @@ pub fn merge_bundle(
 /// retired and none added back. Other certificates are kept (or pruned) exactly as a publication
 /// would, so the result may be empty when ours were the only ones; see [`SelfManaged::shutdown`]
 /// for why that is still right.
-pub fn withdraw_bundle(
+pub(crate) fn withdraw_bundle(
     bundles: &[&[u8]],
     ours: &[Vec<u8>],
     now: SystemTime,
@@ -362,7 +362,7 @@ fn merge(
 }
 
 /// One `CERTIFICATE` PEM block with 64-column base64 lines.
-pub fn pem_encode(der: &[u8]) -> String {
+pub(crate) fn pem_encode(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
     out.push_str("-----BEGIN CERTIFICATE-----\n");
@@ -380,7 +380,7 @@ pub fn pem_encode(der: &[u8]) -> String {
 /// Returns the resolver to serve with (usable at once) and the task. `ready` turns true once our
 /// CA is in the caBundle of every webhook of both configurations, and false again if a later check
 /// finds it gone and cannot put it back.
-pub fn start(
+pub(crate) fn start(
     cfg: &SelfManagedTls,
     client: Client,
     ready: Arc<AtomicBool>,
@@ -423,7 +423,7 @@ pub fn start(
 
 impl SelfManaged {
     /// The resolver to serve with; the background task swaps renewed certificates into it.
-    pub fn certs(&self) -> &Arc<ReloadingCert> {
+    pub(crate) fn certs(&self) -> &Arc<ReloadingCert> {
         &self.certs
     }
 
@@ -446,7 +446,7 @@ impl SelfManaged {
     /// or with an empty bundle, the apiserver can reach no replica until then (the webhooks'
     /// failurePolicy decides what that means). Keeping it would only let dead CAs pile up until
     /// they expire or are capped.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.task.abort();
         // Cancelled (or a panic, already reported by the runtime): either way it is stopped.
         let _ = self.task.await;
@@ -816,3 +816,7 @@ impl fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "self_managed_tests.rs"]
+mod tests;

@@ -54,7 +54,7 @@ impl fmt::Debug for ReloadingCert {
 }
 
 /// Parses a PEM chain and key into a signing pair, checking that they belong together.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey> {
+pub(crate) fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| Error::Tls {
@@ -197,7 +197,7 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// A rustls server config (TLS 1.2 and 1.3, aws-lc-rs, h2 and http/1.1) using the resolver.
-pub fn server_config(resolver: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>> {
+pub(crate) fn server_config(resolver: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>> {
     let mut cfg = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Tls {

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use hush_injector::InjectorConfig;
-use hush_injector::config::RawConfig;
-use hush_injector::mutate::{SIDECAR_NAME, mutate};
+use hush_injector::RawConfig;
+use hush_injector::{SIDECAR_NAME, mutate};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 

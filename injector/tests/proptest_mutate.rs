@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use hush_injector::InjectorConfig;
-use hush_injector::config::RawConfig;
+use hush_injector::RawConfig;
 use hush_injector::mutate;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -1,9 +1,9 @@
 //! The AdmissionReview layer without a server: every workload kind's pod template goes through the
 //! same parser at `/validate`, and kinds we do not know pass.
 
-use hush_injector::config::RawConfig;
-use hush_injector::metrics::{Endpoint, Metrics};
-use hush_injector::review::{ReviewOut, review};
+use hush_injector::RawConfig;
+use hush_injector::{Endpoint, Metrics};
+use hush_injector::{ReviewOut, review};
 use serde_json::{Value, json};
 
 fn cfg() -> hush_injector::InjectorConfig {

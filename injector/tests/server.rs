@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
-use hush_injector::config::RawConfig;
-use hush_injector::server::RunningServer;
+use hush_injector::RawConfig;
+use hush_injector::RunningServer;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::format::Scope;
-use crate::keys;
 use crate::rules;
-use crate::sealed::{self, SealedConfigMap};
-use crate::secret::Secret;
 use crate::{Error, Result, edit, fsio};
+use hush_sealed_format::format::Scope;
+use hush_sealed_format::keys;
+use hush_sealed_format::sealed::{self, SealedConfigMap};
+use hush_sealed_format::secret::Secret;
 
 /// Seal Kubernetes Secrets with age for Git, bound to their namespace and name.
 #[derive(Parser, Debug)]
@@ -209,7 +209,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let generated = keys::generate();
             let content = match &namespace {
                 Some(ns) => {
-                    crate::format::validate_namespace(ns)
+                    hush_sealed_format::format::validate_namespace(ns)
                         .map_err(|message| Error::Usage { message })?;
                     keys::identity_manifest(ns, &generated)
                 }
@@ -319,7 +319,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 &cm.data,
                 &cm.namespace,
                 &cm.name,
-                crate::format::META_KEY,
+                hush_sealed_format::format::META_KEY,
             )?;
             let mut recipients = meta.recipients.clone();
             for a in &add {
@@ -423,7 +423,12 @@ pub fn run(cli: Cli) -> Result<u8> {
 fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Result<String> {
     let text = fsio::read_input(path)?;
     let cm = SealedConfigMap::parse(&text, &display(path))?;
-    let meta = sealed::check_structure(&cm.data, &cm.namespace, &cm.name, crate::format::META_KEY)?;
+    let meta = sealed::check_structure(
+        &cm.data,
+        &cm.namespace,
+        &cm.name,
+        hush_sealed_format::format::META_KEY,
+    )?;
     sealed::check_ciphertext_headers(&cm.data, &cm.object())?;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
     let mut line = format!(
@@ -440,7 +445,7 @@ fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Res
             &cm.data,
             &cm.namespace,
             &cm.name,
-            crate::format::META_KEY,
+            hush_sealed_format::format::META_KEY,
             ids,
         )?;
         for key in &opened.meta.keys {
@@ -477,7 +482,7 @@ fn collect_sealed(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         } else if ft.is_file()
             && [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e))
             && std::fs::read_to_string(&p)
-                .map(|t| t.contains(crate::format::LABEL))
+                .map(|t| t.contains(hush_sealed_format::format::LABEL))
                 .unwrap_or(false)
         {
             out.push(p);

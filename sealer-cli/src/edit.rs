@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::format::LABEL;
 use crate::fsio;
-use crate::sealed::{SealedConfigMap, open_set};
-use crate::secret::Secret;
 use crate::{Error, Result};
+use hush_sealed_format::format::LABEL;
+use hush_sealed_format::sealed::{SealedConfigMap, open_set};
+use hush_sealed_format::secret::Secret;
 
 /// The outcome of an edit session.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Nothing changed; the file was not rewritten.
     Unchanged,
     /// The file was re-sealed.
@@ -143,14 +143,18 @@ fn run_editor(editor: &str, path: &Path) -> Result<()> {
 }
 
 /// Edits the sealed file at `path` in place with `editor`.
-pub fn edit(path: &Path, identities: &[age::x25519::Identity], editor: &str) -> Result<Outcome> {
+pub(crate) fn edit(
+    path: &Path,
+    identities: &[age::x25519::Identity],
+    editor: &str,
+) -> Result<Outcome> {
     let text = fsio::read_input(Some(path))?;
     let cm = SealedConfigMap::parse(&text, &path.display().to_string())?;
     let opened = open_set(
         &cm.data,
         &cm.namespace,
         &cm.name,
-        crate::format::META_KEY,
+        hush_sealed_format::format::META_KEY,
         identities,
     )?;
     let old = opened.unseal(identities)?;
@@ -190,7 +194,10 @@ pub fn edit(path: &Path, identities: &[age::x25519::Identity], editor: &str) -> 
     }
     let mut labels = new.meta.labels.clone();
     labels.remove(LABEL);
-    labels.insert(LABEL.to_owned(), crate::format::LABEL_VALUE.to_owned());
+    labels.insert(
+        LABEL.to_owned(),
+        hush_sealed_format::format::LABEL_VALUE.to_owned(),
+    );
     let resealed = opened.reseal_changed(&old, &new, &labels)?;
     let mut resealed = resealed;
     resealed.annotations = cm.annotations.clone();

@@ -10,17 +10,17 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::yaml::MAX_INPUT_BYTES;
 use crate::{Error, Result};
+use hush_sealed_format::yaml::MAX_INPUT_BYTES;
 
 /// File mode for outputs holding plaintext secrets or identities.
-pub const PRIVATE: u32 = 0o600;
+pub(crate) const PRIVATE: u32 = 0o600;
 
 /// File mode for sealed manifests (public by design).
-pub const PUBLIC: u32 = 0o644;
+pub(crate) const PUBLIC: u32 = 0o644;
 
 /// A random hex suffix for temporary names.
-pub fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut b = [0u8; 8];
     // Uniqueness, not secrecy; create_new below guards against collisions anyway.
     if getrandom::getrandom(&mut b).is_err() {
@@ -35,7 +35,7 @@ pub fn random_suffix() -> String {
 
 /// Reads a file or, for `None` or `-`, standard input, refusing more than [`MAX_INPUT_BYTES`].
 /// The buffer is zeroized on drop because it may hold a plaintext Secret.
-pub fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>> {
+pub(crate) fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>> {
     let (name, reader): (String, Box<dyn Read>) = match path {
         None => ("standard input".into(), Box::new(std::io::stdin())),
         Some(p) if p == Path::new("-") => ("standard input".into(), Box::new(std::io::stdin())),
@@ -49,7 +49,7 @@ pub fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>> {
         .take(MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(&name, e))?;
-    crate::yaml::check_size(buf.len(), &name)?;
+    hush_sealed_format::yaml::check_size(buf.len(), &name)?;
     let text = std::str::from_utf8(&buf).map_err(|_| Error::Yaml {
         what: name.clone(),
         detail: "not UTF-8 text; give a YAML or JSON manifest".into(),
@@ -58,7 +58,7 @@ pub fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>> {
 }
 
 /// Writes `content` to `path` atomically with `mode`, or to standard output when `path` is `None`.
-pub fn write_output(path: Option<&Path>, content: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_output(path: Option<&Path>, content: &[u8], mode: u32) -> Result<()> {
     match path {
         None => {
             let mut out = std::io::stdout().lock();
@@ -83,7 +83,7 @@ impl Drop for TempGuard {
 }
 
 /// Atomic write: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -112,39 +112,6 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Reads a ConfigMap mounted as a volume (the kubelet's layout: one file per key, plus `..data` and
-/// timestamped `..` directories, which are skipped) into the `data` map [`crate::open_value`]
-/// takes. Refuses more than 2 MiB in total and values that are not UTF-8 (hush never writes such).
-pub fn read_mounted_configmap(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
-    const MAX_TOTAL: u64 = 2 * 1024 * 1024;
-    let mut out = std::collections::BTreeMap::new();
-    let mut total = 0u64;
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("..") {
-            continue;
-        }
-        let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        if !meta.is_file() {
-            continue;
-        }
-        total += meta.len();
-        if total > MAX_TOTAL {
-            return Err(Error::InputTooLarge {
-                what: format!("the ConfigMap mounted at {}", dir.display()),
-                size: usize::try_from(total).unwrap_or(usize::MAX),
-                limit: MAX_TOTAL as usize,
-                hint: "a ConfigMap is at most 1 MiB; is this the right volume?",
-            });
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        out.insert(name, text);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,18 +131,5 @@ mod tests {
         // A destination in a missing directory fails without leaving anything behind.
         assert!(write_atomic(&dir.join("missing/x"), b"x", PRIVATE).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn mounted_configmap_layout_is_read_without_the_kubelet_entries() {
-        let vol = std::env::temp_dir().join(format!("hush-vol-{}", random_suffix()));
-        std::fs::create_dir_all(vol.join("..2026_01_01")).unwrap();
-        std::fs::write(vol.join("..2026_01_01/_hush"), "{}").unwrap();
-        std::os::unix::fs::symlink("..2026_01_01", vol.join("..data")).unwrap();
-        std::os::unix::fs::symlink("..data/_hush", vol.join("_hush")).unwrap();
-        let data = read_mounted_configmap(&vol).unwrap();
-        assert_eq!(data.keys().collect::<Vec<_>>(), ["_hush"]);
-        assert_eq!(data["_hush"], "{}");
-        std::fs::remove_dir_all(&vol).unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! `hush`: thin entry point; all logic lives in the `hush_sealer` library (`hush_sealer::cli`).
+//! `hush`: thin entry point; all logic lives in the `hush_sealer` library (`hush_sealer::run`).
 
 use std::process::ExitCode;
 
@@ -12,8 +12,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = hush_sealer::cli::Cli::parse();
-    match hush_sealer::cli::run(cli) {
+    let cli = hush_sealer::Cli::parse();
+    match hush_sealer::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::keys::parse_recipient;
 use crate::{Error, Result};
+use hush_sealed_format::keys::parse_recipient;
 
 /// File name searched for.
-pub const RULES_FILE: &str = ".hush.yaml";
+pub(crate) const RULES_FILE: &str = ".hush.yaml";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +84,7 @@ impl Rules {
             path: shown.clone(),
             reason,
         };
-        let raw: RawRules = crate::yaml::parse(text, &shown)?;
+        let raw: RawRules = hush_sealed_format::yaml::parse(text, &shown)?;
         let mut rules = Vec::new();
         for (i, r) in raw.creation_rules.into_iter().enumerate() {
             let pattern = match (r.path_regex, r.path_glob) {
@@ -167,7 +167,7 @@ impl Rules {
 }
 
 /// Looks up recipients for `file` from the nearest `.hush.yaml` at or above its directory.
-pub fn recipients_for(file: &Path) -> Result<Vec<String>> {
+pub(crate) fn recipients_for(file: &Path) -> Result<Vec<String>> {
     let dir = std::path::absolute(file)
         .map_err(|e| Error::io(file, e))?
         .parent()

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use base64::Engine as _;
-use hush_sealer::format::{self, Meta, Scope};
+use hush_sealed_format::format::{self, Meta, Scope};
 
 use common::*;
 

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use hush_sealer::format::{Scope, SecretMeta};
+use hush_sealed_format::format::{Scope, SecretMeta};
 use hush_sealer::{SealedConfigMap, Secret};
 use proptest::prelude::*;
 
@@ -17,7 +17,7 @@ use common::*;
 
 fn key() -> impl Strategy<Value = String> {
     "[-._a-zA-Z0-9]{1,20}".prop_filter("valid, not reserved", |k| {
-        hush_sealer::format::validate_key(k).is_ok()
+        hush_sealed_format::format::validate_key(k).is_ok()
     })
 }
 
@@ -47,7 +47,7 @@ fn secret() -> impl Strategy<Value = Secret> {
                     labels,
                     annotations: annotations
                         .into_iter()
-                        .filter(|(k, _)| k != hush_sealer::secret::LAST_APPLIED)
+                        .filter(|(k, _)| k != hush_sealed_format::secret::LAST_APPLIED)
                         .collect(),
                     immutable,
                 },

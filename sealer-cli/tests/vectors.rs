@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use hush_sealer::format::{self, Meta, Scope};
+use hush_sealed_format::format::{self, Meta, Scope};
 use hush_sealer::{Error, SealedConfigMap, open_value, unseal};
 
 use common::*;

@@ -38,36 +38,36 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use zeroize::Zeroizing;
 
-use crate::backoff::ErrorClass;
-use crate::config::{AwsSettings, AwsStage, Format, SidecarConfig, SourceKind, SourceRef};
 use crate::error::{Error, Result};
 use crate::provider::{Check, FetchKey, Fetched, LocalBoxFuture, Provider, Version};
 use crate::runtime::Env;
 use crate::secret::{SecretBytes, SecretFields, SecretValue};
+use hush_config::ErrorClass;
+use hush_config::{AwsSettings, AwsStage, Format, SidecarConfig, SourceKind, SourceRef};
 
 /// Store name in errors and logs.
 const STORE: &str = "aws";
 /// `BatchGetSecretValue` accepts at most 20 ids per call.
-pub const BATCH_SIZE: usize = 20;
+pub(crate) const BATCH_SIZE: usize = 20;
 /// Largest web-identity token file read (a projected token is about 1 KiB).
 const MAX_TOKEN_BYTES: u64 = 64 << 10;
 /// Env vars of web identity (IRSA), set by the injector on the sidecar container.
-pub const TOKEN_FILE_ENV: &str = hush_contract::env::AWS_WEB_IDENTITY_TOKEN_FILE;
+pub(crate) const TOKEN_FILE_ENV: &str = hush_contract::env::AWS_WEB_IDENTITY_TOKEN_FILE;
 /// The role to assume with the web-identity token.
-pub const ROLE_ARN_ENV: &str = hush_contract::env::AWS_ROLE_ARN;
+pub(crate) const ROLE_ARN_ENV: &str = hush_contract::env::AWS_ROLE_ARN;
 /// Optional STS session name (defaults to `hush-sidecar-<unix seconds>`).
-pub const SESSION_NAME_ENV: &str = hush_contract::env::AWS_ROLE_SESSION_NAME;
+pub(crate) const SESSION_NAME_ENV: &str = hush_contract::env::AWS_ROLE_SESSION_NAME;
 
 /// API operations counted in [`api_calls`].
-pub mod ops {
+pub(crate) mod ops {
     /// `secretsmanager:GetSecretValue`.
-    pub const GET: &str = "GetSecretValue";
+    pub(crate) const GET: &str = "GetSecretValue";
     /// `secretsmanager:BatchGetSecretValue`.
-    pub const BATCH: &str = "BatchGetSecretValue";
+    pub(crate) const BATCH: &str = "BatchGetSecretValue";
     /// `secretsmanager:DescribeSecret`.
-    pub const DESCRIBE: &str = "DescribeSecret";
+    pub(crate) const DESCRIBE: &str = "DescribeSecret";
     /// `sts:AssumeRoleWithWebIdentity`.
-    pub const ASSUME: &str = "AssumeRoleWithWebIdentity";
+    pub(crate) const ASSUME: &str = "AssumeRoleWithWebIdentity";
 }
 
 type OpLabels = Vec<(&'static str, String)>;
@@ -78,7 +78,7 @@ static API_CALLS: LazyLock<Family<OpLabels, Counter>> = LazyLock::new(Family::de
 /// count per request the provider sends (the SDK's own retries of that request are not counted
 /// again). Register it once in the metrics registry, e.g.
 /// `r.register("aws_api_calls", "...", crate::aws::api_calls())`: clones share the counts.
-pub fn api_calls() -> Family<OpLabels, Counter> {
+pub(crate) fn api_calls() -> Family<OpLabels, Counter> {
     API_CALLS.clone()
 }
 
@@ -89,7 +89,7 @@ fn count(op: &'static str) {
 }
 
 /// How many calls of `op` this process made so far.
-pub fn api_call_count(op: &'static str) -> u64 {
+pub(crate) fn api_call_count(op: &'static str) -> u64 {
     API_CALLS
         .get_or_create(&vec![("operation", op.to_string())])
         .get()
@@ -104,7 +104,7 @@ struct WebIdentityEnv {
 }
 
 /// The Secrets Manager provider of one sidecar.
-pub struct AwsProvider {
+pub(crate) struct AwsProvider {
     settings: AwsSettings,
     web_identity: Option<WebIdentityEnv>,
     /// Built on first use.
@@ -135,10 +135,10 @@ impl fmt::Debug for AwsProvider {
 
 impl AwsProvider {
     /// Reads the operator's AWS settings and the web-identity environment; builds no client yet.
-    pub fn new(cfg: &SidecarConfig, env: &dyn Env) -> Result<AwsProvider> {
+    pub(crate) fn new(cfg: &SidecarConfig, env: &dyn Env) -> Result<AwsProvider> {
         let settings = cfg.operator.aws.clone().ok_or_else(|| Error::Config {
             field: "operator.aws".into(),
-            reason: crate::config::NO_AWS.into(),
+            reason: hush_config::NO_AWS.into(),
         })?;
         let web_identity = web_identity_from_env(env, cfg.aws_role_arn.as_deref())?;
         let mut whole: BTreeMap<String, bool> = BTreeMap::new();
@@ -245,7 +245,6 @@ impl AwsProvider {
             return Ok(Fetched {
                 value,
                 version: Version::Opaque(version_id),
-                lease: None,
             });
         }
         let client = self.client().await?;
@@ -271,11 +270,7 @@ impl AwsProvider {
             _ => Version::Opaque(version_id),
         };
         tracing::debug!(secret = %id, "fetched from Secrets Manager");
-        Ok(Fetched {
-            value,
-            version,
-            lease: None,
-        })
+        Ok(Fetched { value, version })
     }
 
     /// The first fetch: every AWSCURRENT secret of the pod in ⌈N/20⌉ `BatchGetSecretValue` calls
@@ -514,10 +509,6 @@ impl AwsProvider {
 }
 
 impl Provider for AwsProvider {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Aws
-    }
-
     fn fetch<'a>(&'a mut self, source: &'a SourceRef) -> LocalBoxFuture<'a, Result<Fetched>> {
         Box::pin(self.get(source))
     }

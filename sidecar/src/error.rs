@@ -37,7 +37,7 @@ pub enum Error {
     #[error("{store}: {reason} ({})", .class.as_str())]
     Store {
         store: &'static str,
-        class: crate::backoff::ErrorClass,
+        class: hush_config::ErrorClass,
         reason: String,
     },
     /// A deadline passed before the work finished.
@@ -59,8 +59,6 @@ fn kept_note(kept: bool) -> &'static str {
         ""
     }
 }
-
-pub use hush_config::AnnotationProblem;
 
 /// Result with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

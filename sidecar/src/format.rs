@@ -16,11 +16,9 @@ use hush_config::template::sandbox;
 use minijinja::Value;
 use zeroize::Zeroizing;
 
-use crate::config::{FileSpec, Format, limits};
 use crate::error::{Error, Result};
 use crate::secret::{SecretBytes, SecretFields, SecretValue};
-
-pub use hush_config::template::{TEMPLATE_FUEL, TEMPLATE_RECURSION_LIMIT, check_template_syntax};
+use hush_config::{FileSpec, Format, limits};
 
 /// Renders `spec`'s file from `value`, capped at the crate-wide maximum file size.
 pub fn render(spec: &FileSpec, value: &SecretValue) -> Result<Zeroizing<Vec<u8>>> {
@@ -123,7 +121,7 @@ fn env(fields: &SecretFields, out: &mut CappedBuf) -> Res {
         if !valid {
             return Err(format!(
                 "field \"{}\" is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*); use json, yaml or a template",
-                crate::names::short(k)
+                hush_contract::names::short(k)
             ));
         }
         if v.expose().contains(&0) {

@@ -22,7 +22,7 @@ use rustix::process::{
 
 /// What [`harden`] managed to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Hardening {
+pub(crate) struct Hardening {
     /// `PR_SET_DUMPABLE=0` took effect.
     pub not_dumpable: bool,
     /// `RLIMIT_CORE` is 0.
@@ -32,7 +32,7 @@ pub struct Hardening {
 }
 
 /// Applies every measure that the environment allows, logging one warning for what it could not.
-pub fn harden() -> Hardening {
+pub(crate) fn harden() -> Hardening {
     let mut h = Hardening::default();
     let mut missing: Vec<String> = Vec::new();
     match set_dumpable_behavior(DumpableBehavior::NotDumpable) {
@@ -71,7 +71,7 @@ pub fn harden() -> Hardening {
 }
 
 /// What the panic hook prints: the location, and the message only when it is a literal.
-pub fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+pub(crate) fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
     let location = info.location().map_or_else(
         || "an unknown location".to_string(),
         |l| format!("{}:{}:{}", l.file(), l.line(), l.column()),

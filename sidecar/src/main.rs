@@ -5,12 +5,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hush_sidecar::contract::subcommand;
-use hush_sidecar::runtime::{self, ProcessEnv};
+use hush_contract::subcommand;
+use hush_sidecar::ProcessEnv;
 
 /// Fetches secrets for one pod and keeps them fresh on a tmpfs.
 #[derive(Parser)]
-#[command(name = hush_sidecar::contract::SIDECAR_BINARY, version, about)]
+#[command(name = hush_contract::SIDECAR_BINARY, version, about)]
 struct Cli {
     /// Log as JSON lines.
     #[arg(long, env = "HUSH_LOG_JSON", global = true)]
@@ -60,21 +60,21 @@ fn init_tracing(json: bool, filter: &str) {
 }
 
 fn main() -> ExitCode {
-    hush_sidecar::hardening::install_panic_hook();
+    hush_sidecar::install_panic_hook();
     let cli = Cli::parse();
     let env = ProcessEnv;
     // The probe runs every few seconds in every pod: no logging setup, no config parse.
     if let Command::Probe = cli.command {
-        return ExitCode::from(u8::try_from(runtime::probe(&env)).unwrap_or(1));
+        return ExitCode::from(u8::try_from(hush_sidecar::probe(&env)).unwrap_or(1));
     }
     let logs = !matches!(cli.command, Command::CheckConfig);
     if logs {
         init_tracing(cli.log_json, &cli.log);
     }
     let res = match cli.command {
-        Command::Run => runtime::run(&env),
-        Command::Once => runtime::once(&env),
-        Command::CheckConfig => runtime::load_config(&env).map(|c| {
+        Command::Run => hush_sidecar::run(&env),
+        Command::Once => hush_sidecar::once(&env),
+        Command::CheckConfig => hush_sidecar::load_config(&env).map(|c| {
             println!(
                 "HUSH_CONFIG is valid: {} file(s), mode {:?}",
                 c.files.len(),

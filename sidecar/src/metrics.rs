@@ -20,8 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::backoff::ErrorClass;
 use crate::error::{Error, Result};
+use hush_config::ErrorClass;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -15,14 +15,14 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustix::process::{Pid, Signal as RSignal};
 
-use crate::config::{OnChange, Signal};
 use crate::error::{Error, Result};
+use hush_config::{OnChange, Signal};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A parsed on-change target.
 #[derive(Clone, Debug)]
-pub enum Notifier {
+pub(crate) enum Notifier {
     /// Nothing to do.
     None,
     /// POST to a loopback address.
@@ -45,7 +45,7 @@ pub enum Notifier {
 
 impl Notifier {
     /// Builds the notifier; refuses any HTTP target that is not loopback.
-    pub fn new(on_change: &OnChange) -> Result<Notifier> {
+    pub(crate) fn new(on_change: &OnChange) -> Result<Notifier> {
         match on_change {
             OnChange::None => Ok(Notifier::None),
             OnChange::Http { url } => parse_loopback(url),
@@ -57,7 +57,7 @@ impl Notifier {
     }
 
     /// Fires once. Errors are reported, never fatal: the files are already in place.
-    pub async fn notify(&self) -> Result<()> {
+    pub(crate) async fn notify(&self) -> Result<()> {
         match self {
             Notifier::None => Ok(()),
             Notifier::Http { addr, host, path } => {
@@ -79,7 +79,7 @@ fn bad(reason: &str) -> Error {
 }
 
 /// `http://127.0.0.1:<port>/p`, `http://[::1]:<port>/p` or `http://localhost:<port>/p`.
-pub fn parse_loopback(url: &str) -> Result<Notifier> {
+pub(crate) fn parse_loopback(url: &str) -> Result<Notifier> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| bad("the on-change URL must start with http://"))?;
@@ -167,7 +167,7 @@ fn to_rustix(s: Signal) -> RSignal {
 }
 
 /// Signals every process whose `comm` is `name` (except this one). Finding none is an error.
-pub fn signal_by_name(signal: Signal, name: &str) -> Result<()> {
+pub(crate) fn signal_by_name(signal: Signal, name: &str) -> Result<()> {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let dir = std::fs::read_dir("/proc").map_err(|e| Error::Io {
         path: "/proc".into(),

@@ -26,12 +26,12 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::names::check_file_name;
+use hush_contract::names::check_file_name;
 
 /// The symlink that points at the current set.
 pub const DATA_LINK: &str = "..data";
 /// The temporary symlink renamed over [`DATA_LINK`].
-pub const DATA_TMP_LINK: &str = "..data_tmp";
+pub(crate) const DATA_TMP_LINK: &str = "..data_tmp";
 
 /// One file of a set.
 #[derive(Clone, Copy)]
@@ -144,7 +144,7 @@ impl AtomicWriter {
         let mut names = BTreeSet::new();
         for f in files {
             check_file_name(f.name).map_err(|reason| Error::Render {
-                file: crate::names::short(f.name),
+                file: hush_contract::names::short(f.name),
                 reason,
             })?;
             if !names.insert(f.name) {

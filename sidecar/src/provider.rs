@@ -11,20 +11,20 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::backoff::ErrorClass;
-use crate::config::{SidecarConfig, SourceKind, SourceRef};
 use crate::error::{Error, Result};
 use crate::runtime::Paths;
 use crate::secret::{SecretBytes, SecretFields, SecretValue};
+use hush_config::ErrorClass;
+use hush_config::{SidecarConfig, SourceKind, SourceRef};
 
 /// A boxed future for the single-threaded runtime (no `Send` needed).
-pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+pub(crate) type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// What a provider remembers about a delivered secret to check it cheaply later.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Version {
+pub(crate) enum Version {
     /// No cheap check exists (KV v1): the loop fetches again each cycle and compares.
     None,
     /// A KV v2 version number.
@@ -37,29 +37,18 @@ pub enum Version {
     Opaque(String),
 }
 
-/// Lease facts for metrics and scheduling.
-#[derive(Clone, Debug)]
-pub struct LeaseInfo {
-    /// When the lease ends if not renewed.
-    pub expires: Instant,
-    /// Whether the store allows renewing it.
-    pub renewable: bool,
-}
-
 /// One fetched secret.
 #[derive(Debug)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     /// The secret: all its fields, or its single value.
     pub value: SecretValue,
     /// How to check it cheaply later.
     pub version: Version,
-    /// Set for dynamic secrets.
-    pub lease: Option<LeaseInfo>,
 }
 
 /// What one round of [`Provider::maintain`] did.
 #[derive(Debug, Default)]
-pub struct Maintenance {
+pub(crate) struct Maintenance {
     /// Secrets to fetch again now.
     pub refetch: Vec<SourceRef>,
     /// Leases renewed.
@@ -70,7 +59,7 @@ pub struct Maintenance {
 
 /// The outcome of a cheap check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Same version as held: nothing to do.
     Unchanged,
     /// Fetch it again.
@@ -80,11 +69,11 @@ pub enum Check {
 /// The secret behind a reference, without the per-file selector (`#field`, `#json-key`): files
 /// with the same key share one fetch.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FetchKey(String);
+pub(crate) struct FetchKey(String);
 
 impl FetchKey {
     /// The key of a reference, plus the reference to fetch for it.
-    pub fn of(source: &SourceRef) -> (FetchKey, SourceRef) {
+    pub(crate) fn of(source: &SourceRef) -> (FetchKey, SourceRef) {
         let stripped = match source {
             SourceRef::Vault { path, version, .. } => SourceRef::Vault {
                 path: path.clone(),
@@ -102,16 +91,13 @@ impl FetchKey {
     }
 
     /// The canonical reference string (a path, never a value).
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// The operations every secret store offers the refresh loop.
-pub trait Provider {
-    /// Which source kind this provider serves.
-    fn kind(&self) -> SourceKind;
-
+pub(crate) trait Provider {
     /// Fetches every field of the secret behind `source` (already stripped of its selector).
     fn fetch<'a>(&'a mut self, source: &'a SourceRef) -> LocalBoxFuture<'a, Result<Fetched>>;
 
@@ -168,7 +154,7 @@ impl Error {
 /// The value one file gets from a fetched secret: the `#field` / `#json-key` it selects (a
 /// single value that is a JSON object is parsed for it), else the whole secret. The error names
 /// the field and the fields present, never a value.
-pub fn select(
+pub(crate) fn select(
     value: &SecretValue,
     selector: Option<&str>,
 ) -> std::result::Result<SecretValue, String> {
@@ -196,7 +182,7 @@ pub fn select(
 }
 
 /// The selector of a reference (`#field`, `#json-key`), if any.
-pub fn selector(source: &SourceRef) -> Option<&str> {
+pub(crate) fn selector(source: &SourceRef) -> Option<&str> {
     match source {
         SourceRef::Vault { field, .. } => field.as_deref(),
         SourceRef::Aws { json_key, .. } => json_key.as_deref(),
@@ -206,7 +192,11 @@ pub fn selector(source: &SourceRef) -> Option<&str> {
 
 /// Builds the provider for `kind`. Called once per kind the pod actually uses, so unused
 /// providers cost nothing at run time.
-pub fn build(kind: SourceKind, cfg: &SidecarConfig, paths: &Paths) -> Result<Box<dyn Provider>> {
+pub(crate) fn build(
+    kind: SourceKind,
+    cfg: &SidecarConfig,
+    paths: &Paths,
+) -> Result<Box<dyn Provider>> {
     match kind {
         SourceKind::Vault => Ok(Box::new(crate::vault::VaultProvider::new(cfg, paths)?)),
         SourceKind::Aws => Ok(Box::new(crate::aws::AwsProvider::new(
@@ -215,11 +205,6 @@ pub fn build(kind: SourceKind, cfg: &SidecarConfig, paths: &Paths) -> Result<Box
         )?)),
         SourceKind::Sealed => Ok(Box::new(crate::sealed::SealedProvider::new(cfg, paths)?)),
     }
-}
-
-/// Remaining time until `t`, zero if past.
-pub fn until(t: Instant) -> Duration {
-    t.saturating_duration_since(Instant::now())
 }
 
 #[allow(clippy::unwrap_used)]

@@ -13,20 +13,20 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::backoff::{Backoff, ErrorClass};
-use crate::config::{FileSpec, SidecarConfig, SourceKind, SourceRef};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::provider::{self, Check, FetchKey, Provider, Version};
 use crate::runtime::Paths;
 use crate::secret::SecretValue;
+use hush_config::{Backoff, ErrorClass};
+use hush_config::{FileSpec, SidecarConfig, SourceKind, SourceRef};
 
 /// Longest wait between attempts of the first fetch.
 const INITIAL_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// One rendered file, ready to be written.
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// File name inside the volume.
     pub name: String,
     /// Permission bits.
@@ -36,7 +36,7 @@ pub struct Rendered {
 }
 
 /// Writes a complete set of files atomically; returns whether anything changed on disk.
-pub trait Sink {
+pub(crate) trait Sink {
     /// Replaces the whole set, or leaves the previous set intact on error.
     fn write(&mut self, files: &[Rendered]) -> Result<bool>;
 }
@@ -70,7 +70,7 @@ struct KeyState {
 }
 
 /// The refresh engine of one sidecar.
-pub struct Engine {
+pub(crate) struct Engine {
     files: Vec<FileSpec>,
     max_file_bytes: u64,
     providers: BTreeMap<SourceKind, Box<dyn Provider>>,
@@ -85,7 +85,7 @@ pub struct Engine {
 
 impl Engine {
     /// Builds the providers the pod uses (and only those) and the key table.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &SidecarConfig,
         paths: &Paths,
         sink: Box<dyn Sink>,
@@ -120,11 +120,6 @@ impl Engine {
             backoff: Backoff::standard(),
             dirty: false,
         })
-    }
-
-    /// The metrics handle.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     fn record_ok(&self, key: &FetchKey) {
@@ -206,7 +201,7 @@ impl Engine {
 
     /// First fetch: every secret, retrying transient errors with backoff until `deadline`. A
     /// permanent error ends it at once (the pod's app must not start without its secrets).
-    pub async fn initial(
+    pub(crate) async fn initial(
         &mut self,
         deadline: Instant,
         what: &'static str,
@@ -214,9 +209,9 @@ impl Engine {
     ) -> Result<()> {
         // The app waits for this fetch: retry sooner than the steady-state backoff would.
         let mut backoff = Backoff::new(
-            crate::backoff::MIN_START,
+            hush_config::backoff::MIN_START,
             INITIAL_BACKOFF_CAP,
-            crate::backoff::DEFAULT_RANDOMIZATION,
+            hush_config::backoff::DEFAULT_RANDOMIZATION,
         )?;
         loop {
             let missing: Vec<FetchKey> = self
@@ -318,7 +313,7 @@ impl Engine {
 
     /// One refresh cycle: cheap checks, fetches of what changed, one write and at most one
     /// notification. Returns whether the volume changed.
-    pub async fn refresh(&mut self) -> Result<bool> {
+    pub(crate) async fn refresh(&mut self) -> Result<bool> {
         self.metrics.cycle();
         let mut first: Option<Error> = None;
         let mut to_fetch = Vec::new();
@@ -375,7 +370,7 @@ impl Engine {
     }
 
     /// The earliest time any provider needs maintenance.
-    pub fn next_maintenance(&self) -> Option<Instant> {
+    pub(crate) fn next_maintenance(&self) -> Option<Instant> {
         self.providers
             .values()
             .filter_map(|p| p.next_maintenance())
@@ -384,7 +379,7 @@ impl Engine {
 
     /// Renews tokens and leases that are due, fetches what can no longer be renewed, writes and
     /// notifies if that changed the files.
-    pub async fn maintain(&mut self) -> Result<bool> {
+    pub(crate) async fn maintain(&mut self) -> Result<bool> {
         let now = Instant::now();
         let mut refetch = Vec::new();
         let mut first = None;
@@ -438,7 +433,7 @@ impl Engine {
     }
 
     /// The delay before retrying after an error of `class` (bounded by the refresh interval).
-    pub fn retry_delay(&mut self, class: ErrorClass, interval: Duration) -> Duration {
+    pub(crate) fn retry_delay(&mut self, class: ErrorClass, interval: Duration) -> Duration {
         match class {
             ErrorClass::Transient => self.backoff.next_delay(Some(interval)),
             ErrorClass::Permanent => interval,
@@ -446,12 +441,12 @@ impl Engine {
     }
 
     /// Resets the backoff after a clean cycle.
-    pub fn reset_backoff(&mut self) {
+    pub(crate) fn reset_backoff(&mut self) {
         self.backoff.reset();
     }
 
     /// Revokes every provider's leases and tokens.
-    pub async fn revoke_all(&mut self) {
+    pub(crate) async fn revoke_all(&mut self) {
         for p in self.providers.values_mut() {
             p.revoke_all().await;
         }

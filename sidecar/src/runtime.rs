@@ -16,21 +16,22 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::backoff::ErrorClass;
-use crate::config::{CONFIG_ENV, Mode, SidecarConfig, paths};
-use crate::contract::env as vars;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::refresh::{Engine, Sink};
+use hush_config::ErrorClass;
+use hush_config::{CONFIG_ENV, Mode, SidecarConfig};
+use hush_contract::env as vars;
+use hush_contract::paths;
 
 /// Name of the started marker in the state directory.
-pub const MARKER: &str = "started";
+pub(crate) const MARKER: &str = "started";
 /// Test and development override: every fixed path under `/hush` is resolved under this directory
 /// instead. The injector never sets it.
-pub const ROOT_ENV: &str = "HUSH_ROOT";
+pub(crate) const ROOT_ENV: &str = "HUSH_ROOT";
 /// Test override of the metrics listen address (default `0.0.0.0:<operator metricsPort>`).
-pub const METRICS_ADDR_ENV: &str = "HUSH_METRICS_ADDR";
+pub(crate) const METRICS_ADDR_ENV: &str = "HUSH_METRICS_ADDR";
 
 /// Read access to the process environment.
 pub trait Env {
@@ -56,13 +57,13 @@ impl Env for std::collections::BTreeMap<String, String> {
 
 /// The sidecar's fixed paths, optionally re-rooted for tests ([`ROOT_ENV`]).
 #[derive(Clone, Debug, Default)]
-pub struct Paths {
+pub(crate) struct Paths {
     root: Option<PathBuf>,
 }
 
 impl Paths {
     /// Paths from the environment.
-    pub fn from_env(env: &dyn Env) -> Paths {
+    pub(crate) fn from_env(env: &dyn Env) -> Paths {
         Paths {
             root: env
                 .var(ROOT_ENV)
@@ -79,23 +80,23 @@ impl Paths {
     }
 
     /// The tmpfs secrets volume.
-    pub fn secrets_dir(&self) -> PathBuf {
+    pub(crate) fn secrets_dir(&self) -> PathBuf {
         self.at(paths::SECRETS_DIR)
     }
     /// The private state volume.
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.at(paths::STATE_DIR)
     }
     /// The started marker.
-    pub fn marker(&self) -> PathBuf {
+    pub(crate) fn marker(&self) -> PathBuf {
         self.state_dir().join(MARKER)
     }
     /// The projected service-account token for Vault.
-    pub fn token_file(&self) -> PathBuf {
+    pub(crate) fn token_file(&self) -> PathBuf {
         self.at(paths::TOKEN_FILE)
     }
     /// The credentials Secret (AppRole ids or a static token).
-    pub fn credentials_dir(&self) -> PathBuf {
+    pub(crate) fn credentials_dir(&self) -> PathBuf {
         self.at(paths::CREDENTIALS_DIR)
     }
 }

@@ -31,12 +31,13 @@ use rustix::fs::{Dir, Mode, OFlags};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::backoff::ErrorClass;
-use crate::config::{SidecarConfig, SourceKind, SourceRef, paths};
 use crate::error::{Error, Result};
 use crate::provider::{Check, Fetched, LocalBoxFuture, Provider, Version};
 use crate::runtime::Paths;
 use crate::secret::{SecretBytes, SecretValue};
+use hush_config::ErrorClass;
+use hush_config::{SidecarConfig, SourceRef};
+use hush_contract::paths;
 
 const STORE: &str = "sealed";
 /// The kubelet's link to the current timestamped directory of a ConfigMap or Secret volume.
@@ -50,7 +51,7 @@ const SNAPSHOT_ATTEMPTS: usize = 3;
 
 /// Decrypts `sealed:` references with the namespace's identity.
 #[derive(Debug)]
-pub struct SealedProvider {
+pub(crate) struct SealedProvider {
     namespace: String,
     sealed_dir: PathBuf,
     identity_file: PathBuf,
@@ -65,7 +66,7 @@ struct Mounted {
 impl SealedProvider {
     /// The provider for a pod: its namespace from the config, the mount paths from `paths` (which
     /// tests re-root with `HUSH_ROOT`).
-    pub fn new(cfg: &SidecarConfig, paths: &Paths) -> Result<SealedProvider> {
+    pub(crate) fn new(cfg: &SidecarConfig, paths: &Paths) -> Result<SealedProvider> {
         Ok(SealedProvider::with_paths(
             &cfg.namespace,
             fixed_path(paths, paths::SEALED_DIR),
@@ -74,7 +75,7 @@ impl SealedProvider {
     }
 
     /// A provider reading ConfigMaps under `sealed_dir` and the identity from `identity_file`.
-    pub fn with_paths(namespace: &str, sealed_dir: PathBuf, identity_file: PathBuf) -> Self {
+    pub(crate) fn with_paths(namespace: &str, sealed_dir: PathBuf, identity_file: PathBuf) -> Self {
         SealedProvider {
             namespace: namespace.to_owned(),
             sealed_dir,
@@ -191,7 +192,6 @@ impl SealedProvider {
         Ok(Fetched {
             value: SecretValue::Single(SecretBytes::new(value)),
             version: Version::Opaque(mounted.digest),
-            lease: None,
         })
     }
 
@@ -216,10 +216,6 @@ impl SealedProvider {
 }
 
 impl Provider for SealedProvider {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Sealed
-    }
-
     fn fetch<'a>(&'a mut self, source: &'a SourceRef) -> LocalBoxFuture<'a, Result<Fetched>> {
         Box::pin(async move {
             match source {

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hush_sidecar::SidecarConfig;
-use hush_sidecar::config::{AwsSettings, OperatorSettings, VaultSettings};
+use hush_config::SidecarConfig;
+use hush_config::{AwsSettings, OperatorSettings, VaultSettings};
 
 fn default_operator() -> OperatorSettings {
     OperatorSettings {

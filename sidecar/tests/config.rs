@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hush_config::Error;
-use hush_sidecar::config::{
+use hush_config::{
     AwsSettings, AwsStage, CONFIG_VERSION, FileSpec, Format, Mode, OnChange, OperatorSettings,
-    Signal, SourceKind, SourceRef, VaultAuth, VaultSettings, paths,
+    Signal, SourceKind, SourceRef, VaultAuth, VaultSettings,
 };
-use hush_sidecar::{SidecarConfig, annotations};
+use hush_config::{SidecarConfig, annotations};
+use hush_contract::paths;
 
 fn operator() -> OperatorSettings {
     OperatorSettings {

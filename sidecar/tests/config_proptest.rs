@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use hush_config::Error;
-use hush_sidecar::config::{AwsSettings, OperatorSettings, VaultSettings};
-use hush_sidecar::{SidecarConfig, annotations};
+use hush_config::{AwsSettings, OperatorSettings, VaultSettings};
+use hush_config::{SidecarConfig, annotations};
 use proptest::prelude::*;
 
 fn operator(allow_signal: bool, fs_group: Option<i64>) -> OperatorSettings {
@@ -228,7 +228,7 @@ proptest! {
             };
             prop_assert_eq!(f.mode, want);
             prop_assert_eq!(
-                hush_sidecar::config::SourceRef::parse(&f.source.to_string()).unwrap(),
+                hush_config::SourceRef::parse(&f.source.to_string()).unwrap(),
                 f.source.clone()
             );
         }

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use hush_config::{FileSpec, Format, SourceRef};
 use hush_sidecar::Error;
-use hush_sidecar::config::{FileSpec, Format, SourceRef};
-use hush_sidecar::format::{render, render_capped};
-use hush_sidecar::secret::{SecretBytes, SecretFields, SecretValue};
+use hush_sidecar::{SecretBytes, SecretFields, SecretValue};
+use hush_sidecar::{render, render_capped};
 
 const CANARY: &str = "CANARY-8d1c";
 

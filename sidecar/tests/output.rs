@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hush_sidecar::Error;
-use hush_sidecar::output::{AtomicWriter, DATA_LINK, OutputFile, WriteOutcome};
+use hush_sidecar::{AtomicWriter, DATA_LINK, OutputFile, WriteOutcome};
 
 fn file<'a>(name: &'a str, mode: u32, bytes: &'a [u8]) -> OutputFile<'a> {
     OutputFile { name, mode, bytes }

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use hush_sidecar::backoff::ErrorClass;
-use hush_sidecar::metrics::Metrics;
+use hush_config::ErrorClass;
+use hush_sidecar::Metrics;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hush-sidecar");
 

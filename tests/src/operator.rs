@@ -4,6 +4,8 @@
 //! from its file (`vault.caFile`) as an operator would. Tests append what they vary (allowed
 //! roles, pod-level permissions, a `server:` section).
 
+use hush_config::{AwsSettings, VaultSettings};
+
 use crate::env::TestEnv;
 
 /// The stores a test's sidecars may use.
@@ -61,4 +63,23 @@ pub fn injector_yaml(env: &TestEnv, stores: Stores) -> String {
         ));
     }
     yaml
+}
+
+/// The typed `operator.vault` the injector builds from [`injector_yaml`], for tests that build a
+/// `SidecarConfig` in code: `addr` is the test environment's OpenBao or a proxy in front of it.
+pub fn vault_settings(env: &TestEnv, addr: &str) -> VaultSettings {
+    VaultSettings {
+        ca_pem: Some(env.vault_ca_pem()),
+        audience: "vault".into(),
+        ..VaultSettings::new(addr.to_string())
+    }
+}
+
+/// The typed `operator.aws` the injector builds from [`injector_yaml`]: the test environment's
+/// region, and `endpoint` (moto, or a proxy in front of it).
+pub fn aws_settings(env: &TestEnv, endpoint: &str) -> AwsSettings {
+    AwsSettings {
+        endpoint: Some(endpoint.to_string()),
+        ..AwsSettings::new(env.aws_region.clone())
+    }
 }

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use hush_injector::config::{InjectorConfig, RawConfig};
-use hush_sidecar::config::{Mode, OnChange, SidecarConfig, VaultAuth};
+use hush_config::{Mode, OnChange, SidecarConfig, VaultAuth};
+use hush_injector::{InjectorConfig, RawConfig};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -204,9 +204,8 @@ impl SidecarPod {
         );
         let name = unique_name("sc");
         let pod = app_pod(&name, l.namespace, l.service_account, annotations(l.cfg));
-        let patch =
-            hush_injector::mutate::mutate(&pod, &injector_config(l.env, l.cfg), l.namespace)
-                .unwrap_or_else(|d| panic!("the injector denied the test pod: {d:?}"));
+        let patch = hush_injector::mutate(&pod, &injector_config(l.env, l.cfg), l.namespace)
+            .unwrap_or_else(|d| panic!("the injector denied the test pod: {d:?}"));
         let mut value = serde_json::to_value(&pod).expect("pod to JSON");
         json_patch::patch(&mut value, &patch).expect("the injector's patch applies");
         let injected: Pod = serde_json::from_value(value).expect("patched pod");

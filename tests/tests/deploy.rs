@@ -554,7 +554,7 @@ fn self_managed_mode_gets_only_patch_on_its_own_webhook_configurations() {
         .iter()
         .map(|a| a.as_str().expect("string arg").to_string())
         .collect();
-    let cli = hush_injector::cli::Args::try_parse_from(
+    let cli = hush_injector::Args::try_parse_from(
         std::iter::once("hush-injector".to_string()).chain(args.iter().cloned()),
     )
     .unwrap_or_else(|e| panic!("the injector refuses the chart's flags {args:?}: {e}"));
@@ -565,9 +565,9 @@ fn self_managed_mode_gets_only_patch_on_its_own_webhook_configurations() {
     let file = config_map["data"]["config.yaml"]
         .as_str()
         .expect("config.yaml");
-    let cfg = hush_injector::config::RawConfig::from_yaml(file, "chart config")
+    let cfg = hush_injector::RawConfig::from_yaml(file, "chart config")
         .and_then(|raw| cli.apply(raw))
-        .and_then(hush_injector::config::RawConfig::build)
+        .and_then(hush_injector::RawConfig::build)
         .unwrap_or_else(|e| panic!("the injector refuses the selfManaged chart: {e}\n{file}"));
     let sm = cfg.server.self_managed_tls.expect("self-managed TLS is on");
     assert_eq!(sm.service, format!("{name}.{ns}.svc"));
@@ -788,7 +788,7 @@ fn rendered_injector_config(env: &TestEnv, extra: &[&str]) -> String {
 
 #[test]
 fn chart_config_is_accepted_by_the_injector() {
-    use hush_injector::config::RawConfig;
+    use hush_injector::RawConfig;
     let env = TestEnv::load();
 
     let defaults = rendered_injector_config(&env, &[]);
@@ -969,7 +969,7 @@ fn example_pods(objects: &[Value]) -> Vec<(String, Value)> {
 
 #[test]
 fn examples_injected_with_the_chart_config_stay_restricted() {
-    use hush_injector::config::RawConfig;
+    use hush_injector::RawConfig;
     let env = TestEnv::load();
     let ns = unique_name("deploy-injected");
 
@@ -1050,7 +1050,7 @@ fn examples_injected_with_the_chart_config_stay_restricted() {
             );
             let stored: Value = serde_json::from_str(&patched).expect("json");
             let first = &stored["spec"]["initContainers"][0];
-            assert_eq!(first["name"], hush_injector::mutate::SIDECAR_NAME, "{what}");
+            assert_eq!(first["name"], hush_injector::SIDECAR_NAME, "{what}");
             injected += 1;
         }
     }

@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hush_sidecar::SidecarConfig;
+use hush_config::SidecarConfig;
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::sidecar_bin;

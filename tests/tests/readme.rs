@@ -1,5 +1,5 @@
 //! The README is part of the product: its "Annotations" table must be exactly what the parser
-//! accepts (`hush_sidecar::annotations::reference_table_markdown()`), and the two commands a
+//! accepts (`hush_config::annotations::reference_table_markdown()`), and the two commands a
 //! newcomer runs must exist. `HUSH_BLESS=1 cargo test -p hush-tests --test readme` rewrites the
 //! table from the parser.
 
@@ -20,7 +20,7 @@ fn readme_annotation_table_matches_the_parser() {
         + readme[body_start..]
             .find(END)
             .unwrap_or_else(|| panic!("README.md lacks the marker {END}"));
-    let table = hush_sidecar::annotations::reference_table_markdown();
+    let table = hush_config::annotations::reference_table_markdown();
     let want = format!("\n{}\n", table.trim_end());
     if std::env::var("HUSH_BLESS").is_ok_and(|v| v == "1") {
         let new = format!("{}{}{}", &readme[..body_start], want, &readme[end..]);

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hush_injector::config::RawConfig;
-use hush_injector::server::RunningServer;
+use hush_injector::RawConfig;
+use hush_injector::RunningServer;
 use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::kube::{WEBHOOK_LABEL, create_webhook_configurations};

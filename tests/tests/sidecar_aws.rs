@@ -23,14 +23,11 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::primitives::Blob;
-use hush_sidecar::config::{
-    AwsSettings, FileSpec, Format, Mode, OnChange, OperatorSettings, SidecarConfig, SourceRef,
-    VaultAuth,
-};
-use hush_tests::cluster;
+use hush_config::{FileSpec, Format, OnChange, OperatorSettings, SidecarConfig, SourceRef};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::{metric, notification_listener};
 use hush_tests::sidecar_pod::{Launch, SidecarPod, http_get, wait_for};
+use hush_tests::{cluster, operator};
 
 /// The refresh interval of these tests (the operator minimum is lowered to allow it).
 const REFRESH: Duration = Duration::from_secs(5);
@@ -110,11 +107,7 @@ impl Fixture {
 
     fn operator(&self, endpoint: &str) -> OperatorSettings {
         OperatorSettings {
-            aws: Some(AwsSettings {
-                region: self.env.aws_region.clone(),
-                endpoint: Some(endpoint.to_string()),
-                audience: "sts.amazonaws.com".into(),
-            }),
+            aws: Some(operator::aws_settings(&self.env, endpoint)),
             min_refresh: REFRESH,
             ..OperatorSettings::default()
         }
@@ -124,20 +117,10 @@ impl Fixture {
         let mut files = files;
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let cfg = SidecarConfig {
-            version: hush_sidecar::config::CONFIG_VERSION,
-            namespace: self.ns.clone(),
-            mode: Mode::Sidecar,
-            role: None,
-            auth: VaultAuth::Kubernetes,
-            credentials_secret: None,
             refresh: REFRESH,
             on_change,
             files,
-            containers: None,
-            mount_path: "/var/run/secrets/hush".into(),
-            aws_role_arn: None,
-            revoke_on_shutdown: true,
-            operator: self.operator(endpoint),
+            ..SidecarConfig::defaults(&self.ns, &self.operator(endpoint))
         };
         cfg.validate().expect("the test config is valid");
         cfg

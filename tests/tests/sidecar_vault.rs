@@ -17,14 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hush_sidecar::config::{
-    FileSpec, Format, Mode, OnChange, OperatorSettings, SidecarConfig, SourceRef, VaultAuth,
-    VaultSettings,
+use hush_config::{
+    FileSpec, Format, OnChange, OperatorSettings, SidecarConfig, SourceRef, VaultAuth,
 };
-use hush_tests::cluster;
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::{free_port, metric, notification_listener};
 use hush_tests::sidecar_pod::{Launch, SidecarPod, probe_on, wait_for};
+use hush_tests::{cluster, operator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use rustix::process::Signal;
@@ -138,14 +137,7 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
 
     fn operator(&self, vault_addr: &str) -> OperatorSettings {
         OperatorSettings {
-            vault: Some(VaultSettings {
-                addr: vault_addr.to_string(),
-                ca_pem: Some(self.env.vault_ca_pem()),
-                auth_mount: "kubernetes".into(),
-                approle_mount: "approle".into(),
-                audience: "vault".into(),
-                tls_skip_verify: false,
-            }),
+            vault: Some(operator::vault_settings(&self.env, vault_addr)),
             min_refresh: Duration::from_secs(5),
             ..OperatorSettings::default()
         }
@@ -158,20 +150,11 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
         on_change: OnChange,
     ) -> SidecarConfig {
         SidecarConfig {
-            version: hush_sidecar::config::CONFIG_VERSION,
-            namespace: self.ns.clone(),
-            mode: Mode::Sidecar,
             role: Some(self.role.clone()),
-            auth: VaultAuth::Kubernetes,
-            credentials_secret: None,
             refresh: Duration::from_secs(refresh_secs),
             on_change,
             files,
-            containers: None,
-            mount_path: "/var/run/secrets/hush".into(),
-            aws_role_arn: None,
-            revoke_on_shutdown: true,
-            operator: self.operator(&self.env.vault_addr),
+            ..SidecarConfig::defaults(&self.ns, &self.operator(&self.env.vault_addr))
         }
     }
 
@@ -995,7 +978,7 @@ async fn a_canary_never_appears_in_logs_metrics_or_proc() {
 /// name that traps SIGHUP and prints a line for each one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_notification_reaches_the_app_once_per_update() {
-    use hush_sidecar::config::Signal as HushSignal;
+    use hush_config::Signal as HushSignal;
     use hush_tests::pod_runner::{RunSpec, run_container};
     use std::os::unix::fs::MetadataExt;
 

@@ -1,12 +1,12 @@
 //! The operator part of the chart's `values.schema.json` is generated from the sidecar's own
-//! `OperatorSettings` (schemars, bounds from `hush_config::config::limits`), so the chart refuses
+//! `OperatorSettings` (schemars, bounds from `hush_config::limits`), so the chart refuses
 //! at `helm install` what the injector would refuse at start, and the two cannot drift apart. The
 //! generated schemas sit in the file's trailing `definitions` block, one per operator field
 //! (`operator.vault.addr`, ...); the chart's values keep their places (`sidecar.metricsPort`,
 //! `vault.addr`, ...) and point there with `$ref`. `HUSH_BLESS=1 cargo test --workspace --test
 //! values_schema` rewrites the block; without it, a difference fails.
 
-use hush_config::config::{AwsSettings, OperatorSettings, VaultSettings};
+use hush_config::{AwsSettings, OperatorSettings, VaultSettings};
 use hush_tests::env::repo_root;
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;

@@ -10,7 +10,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod error;
+mod error;
 pub mod format;
 pub mod keys;
 pub mod sealed;

@@ -7,34 +7,35 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hush_sealer::secret::SecretValue;
-use hush_sealer::{Secret, format::SecretMeta};
+use hush_sealed_format::format::SecretMeta;
+use hush_sealed_format::secret::SecretValue;
+use hush_sealer::Secret;
 use zeroize::Zeroizing;
 
-pub fn testdata() -> PathBuf {
+pub(crate) fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
-pub fn identity_path(name: &str) -> PathBuf {
+pub(crate) fn identity_path(name: &str) -> PathBuf {
     testdata().join("identities").join(format!("{name}.txt"))
 }
 
-pub fn identity(name: &str) -> age::x25519::Identity {
+pub(crate) fn identity(name: &str) -> age::x25519::Identity {
     hush_sealer::parse_identity(&std::fs::read_to_string(identity_path(name)).unwrap()).unwrap()
 }
 
-pub fn recipient(name: &str) -> String {
+pub(crate) fn recipient(name: &str) -> String {
     identity(name).to_public().to_string()
 }
 
-pub fn hush() -> Command {
+pub(crate) fn hush() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hush"));
     c.env_remove("HUSH_IDENTITY_FILE");
     c
 }
 
 /// The reference age CLI. Fails (never skips) when it is missing.
-pub fn age_cli(bin: &str) -> Command {
+pub(crate) fn age_cli(bin: &str) -> Command {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
         .unwrap_or(false);
@@ -45,12 +46,12 @@ pub fn age_cli(bin: &str) -> Command {
     Command::new(bin)
 }
 
-pub fn val(b: &[u8]) -> SecretValue {
+pub(crate) fn val(b: &[u8]) -> SecretValue {
     SecretValue::new(Zeroizing::new(b.to_vec()))
 }
 
 /// The Secret most tests seal: text, multi-line and binary values.
-pub fn sample_secret() -> Secret {
+pub(crate) fn sample_secret() -> Secret {
     let mut values = BTreeMap::new();
     values.insert("password".to_owned(), val(b"hunter2"));
     values.insert("user".to_owned(), val(b"admin"));
@@ -70,11 +71,10 @@ pub fn sample_secret() -> Secret {
 }
 
 /// A unique scratch directory under the target dir.
-pub fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "hush-test-{tag}-{}",
-        hush_sealer::fsio::random_suffix()
-    ));
+pub(crate) fn scratch(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("hush-test-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

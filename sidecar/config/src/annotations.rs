@@ -18,10 +18,11 @@ use std::collections::BTreeMap;
 
 use crate::config::{
     self, ANNOTATION_PREFIX, FileSpec, Format, INJECT, Mode, OperatorSettings, SidecarConfig,
-    SourceRef, Unparsed, VaultAuth, limits,
+    Unparsed, VaultAuth, limits,
 };
 use crate::error::{AnnotationProblem, Error, Result};
-use crate::names::{check_file_name, short};
+use crate::source::SourceRef;
+use hush_contract::names::{check_file_name, short};
 
 /// How often an annotation may appear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -468,7 +469,10 @@ pub fn check(
             .chars()
             .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
-            p.add(key, format!("contains {}", crate::names::describe_char(c)));
+            p.add(
+                key,
+                format!("contains {}", hush_contract::names::describe_char(c)),
+            );
             continue;
         }
         match row {
@@ -889,7 +893,7 @@ mod tests {
         }
         assert_eq!(TABLE.iter().filter(|r| r.scope == Scope::OptIn).count(), 1);
         assert_eq!(key(TABLE[0].name()), INJECT);
-        assert!(TABLE.iter().any(|r| r.key == crate::config::STATUS));
+        assert!(TABLE.iter().any(|r| r.key == hush_contract::STATUS));
         assert!(file_row(SOURCE).is_some());
         // The secret comes first among the per-file rows: the others need it.
         assert_eq!(file_rows().next().map(|(_, a)| a.field), Some(SOURCE));

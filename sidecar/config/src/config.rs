@@ -12,16 +12,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::names::{check_dns1123_label, check_dns1123_subdomain, check_file_name, short};
-pub use crate::source::{AwsStage, SourceKind, SourceRef};
+use crate::source::{SourceKind, SourceRef};
+use hush_contract::names::{check_dns1123_label, check_dns1123_subdomain, check_file_name, short};
 
 /// Major version of the `HUSH_CONFIG` JSON. The sidecar refuses any other.
 pub const CONFIG_VERSION: u32 = 1;
 /// The opt-in annotation.
-pub const INJECT: &str = "hush.dev/inject";
+pub(crate) const INJECT: &str = "hush.dev/inject";
 /// Name of the env var that carries the config into the sidecar container.
 pub const CONFIG_ENV: &str = hush_contract::env::CONFIG;
-pub use hush_contract::{ANNOTATION_PREFIX, STATUS, credential_keys, paths};
+pub(crate) use hush_contract::{ANNOTATION_PREFIX, paths};
 
 /// Bounds that hold whatever the operator sets.
 pub mod limits {
@@ -112,7 +112,7 @@ impl AwsSettings {
 }
 
 /// The largest inline CA bundle (`vault.caPem`).
-pub const MAX_CA_PEM_BYTES: usize = 256 << 10;
+pub(crate) const MAX_CA_PEM_BYTES: usize = 256 << 10;
 /// The schema's picture of the rules in [`OperatorSettings::validate`] (which stays the authority).
 #[cfg(feature = "schema")]
 const HTTPS_URL_PATTERN: &str = r"^https://\S+$";
@@ -477,7 +477,7 @@ impl Format {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSpec {
-    /// File name, validated by [`crate::names::check_file_name`].
+    /// File name, validated by [`hush_contract::names::check_file_name`].
     pub name: String,
     /// Where the value comes from.
     pub source: SourceRef,
@@ -944,7 +944,7 @@ pub fn check_role_name(r: &str) -> Result<(), String> {
     {
         return Err(format!(
             "the role name contains {}",
-            crate::names::describe_char(c)
+            hush_contract::names::describe_char(c)
         ));
     }
     Ok(())
@@ -1118,7 +1118,7 @@ pub(crate) fn check_loopback_url(url: &str) -> Result<(), String> {
     }) {
         return Err(format!(
             "the URL path contains {}",
-            crate::names::describe_char(c)
+            hush_contract::names::describe_char(c)
         ));
     }
     Ok(())
@@ -1134,7 +1134,7 @@ pub(crate) fn check_process_name(p: &str) -> Result<(), String> {
     {
         return Err(format!(
             "the process name contains {}",
-            crate::names::describe_char(c)
+            hush_contract::names::describe_char(c)
         ));
     }
     Ok(())
@@ -1218,7 +1218,7 @@ pub(crate) fn check_mount_path(p: &str) -> Result<(), String> {
         {
             return Err(format!(
                 "the mount path contains {}",
-                crate::names::describe_char(c)
+                hush_contract::names::describe_char(c)
             ));
         }
     }

@@ -8,16 +8,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{check_configmap_key, check_dns1123_subdomain, describe_char, short};
+use hush_contract::names::{check_configmap_key, check_dns1123_subdomain, describe_char, short};
 
 /// Longest Vault path accepted.
-pub const MAX_VAULT_PATH_LEN: usize = 1024;
+pub(crate) const MAX_VAULT_PATH_LEN: usize = 1024;
 /// Largest `?version=N` accepted for a KV v2 secret.
-pub const MAX_KV_VERSION: u64 = 100_000_000;
+pub(crate) const MAX_KV_VERSION: u64 = 100_000_000;
 /// Longest `#field` / `#json-key` accepted.
-pub const MAX_FIELD_LEN: usize = 256;
+pub(crate) const MAX_FIELD_LEN: usize = 256;
 /// Longest AWS secret id (a name is at most 512 characters; an ARN adds its prefix and suffix).
-pub const MAX_AWS_ID_LEN: usize = 2048;
+pub(crate) const MAX_AWS_ID_LEN: usize = 2048;
 
 /// Which secret store a reference points at. Used for metrics labels and to decide which volumes
 /// and tokens the injector adds.
@@ -314,7 +314,7 @@ fn parse_bounded(s: &str, what: &str, min: u64, max: u64) -> Result<u64, String>
 /// Vault path rules: relative, `/`-separated, no empty, `.` or `..` segment, no percent-encoding,
 /// no `?`/`#`, and only `[A-Za-z0-9._@:+=,~-]` inside segments. Segments are percent-encoded one by
 /// one by the provider when they go into a URL.
-pub fn check_vault_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_vault_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("the Vault path is empty".into());
     }

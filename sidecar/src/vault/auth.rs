@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::client::{CallError, STORE, Vault};
-use crate::backoff::{ErrorClass, renew_after};
-use crate::config::{VaultAuth, credential_keys};
 use crate::error::{Error, Result};
+use hush_config::VaultAuth;
+use hush_config::{ErrorClass, renew_after};
+use hush_contract::credential_keys;
 
 /// Never renew more often than this.
 const MIN_RENEW: Duration = Duration::from_secs(5);

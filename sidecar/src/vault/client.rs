@@ -17,9 +17,9 @@ use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::backoff::ErrorClass;
-use crate::config::VaultSettings;
 use crate::error::{Error, Result};
+use hush_config::ErrorClass;
+use hush_config::VaultSettings;
 
 /// Store name used in errors and logs.
 pub(crate) const STORE: &str = "vault";

@@ -27,12 +27,12 @@ use rustify::enums::RequestMethod;
 use self::auth::{Login, TokenState};
 use self::client::{CallError, STORE, Vault};
 use self::kv::{Engine, Envelope, Kv2Data, Kv2Metadata, MountInfo};
-use crate::backoff::{ErrorClass, renew_after};
-use crate::config::{SidecarConfig, SourceKind, SourceRef, VaultAuth};
 use crate::error::{Error, Result};
-use crate::provider::{Check, Fetched, LeaseInfo, LocalBoxFuture, Maintenance, Provider, Version};
+use crate::provider::{Check, Fetched, LocalBoxFuture, Maintenance, Provider, Version};
 use crate::runtime::Paths;
 use crate::secret::{SecretFields, SecretValue};
+use hush_config::{ErrorClass, renew_after};
+use hush_config::{SidecarConfig, SourceRef, VaultAuth};
 
 /// A lease with less than this share of its TTL left is replaced instead of renewed.
 const MIN_LEASE_LEFT_FRACTION: f64 = 0.1;
@@ -52,7 +52,7 @@ struct Lease {
 }
 
 /// The Vault provider.
-pub struct VaultProvider {
+pub(crate) struct VaultProvider {
     vault: Vault,
     login: Login,
     token: Option<TokenState>,
@@ -70,10 +70,10 @@ pub struct VaultProvider {
 
 impl VaultProvider {
     /// Builds the client from the operator's settings; nothing is sent until the first fetch.
-    pub fn new(cfg: &SidecarConfig, paths: &Paths) -> Result<VaultProvider> {
+    pub(crate) fn new(cfg: &SidecarConfig, paths: &Paths) -> Result<VaultProvider> {
         let settings = cfg.operator.vault.as_ref().ok_or_else(|| Error::Config {
             field: "operator.vault".into(),
-            reason: crate::config::NO_VAULT.into(),
+            reason: hush_config::NO_VAULT.into(),
         })?;
         let mount = match cfg.auth {
             VaultAuth::AppRole => settings.approle_mount.clone(),
@@ -236,7 +236,6 @@ impl VaultProvider {
                     } else {
                         Version::Kv2(v)
                     },
-                    lease: None,
                 })
             }
             Engine::Kv1 => {
@@ -256,7 +255,6 @@ impl VaultProvider {
                 Ok(Fetched {
                     value: SecretValue::Fields(fields),
                     version: Version::None,
-                    lease: None,
                 })
             }
             Engine::Logical => {
@@ -277,7 +275,6 @@ impl VaultProvider {
                     return Ok(Fetched {
                         value: SecretValue::Fields(fields),
                         version: Version::None,
-                        lease: None,
                     });
                 }
                 let ttl = Duration::from_secs(env.lease_duration);
@@ -297,16 +294,11 @@ impl VaultProvider {
                     renewable = env.renewable,
                     "vault lease obtained"
                 );
-                let info = LeaseInfo {
-                    expires: lease.expires,
-                    renewable: lease.renewable,
-                };
                 self.pending_refetch.retain(|s| s != source);
                 self.leases.insert(key, lease);
                 Ok(Fetched {
                     value: SecretValue::Fields(fields),
                     version: Version::Leased,
-                    lease: Some(info),
                 })
             }
         }
@@ -558,10 +550,6 @@ fn perm(reason: String) -> Error {
 }
 
 impl Provider for VaultProvider {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Vault
-    }
-
     fn fetch<'a>(&'a mut self, source: &'a SourceRef) -> LocalBoxFuture<'a, Result<Fetched>> {
         Box::pin(self.fetch_one(source))
     }

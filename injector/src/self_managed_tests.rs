@@ -2,16 +2,14 @@
 //! lets several replicas share one bundle (dedupe, drop expired, unparsable and retired
 //! certificates, cap the Hush CAs from the front, keep live ones fresh), and the withdrawal at
 //! shutdown (all of ours out, nothing else touched). The apiserver side is in
-//! tests/tests/self_managed_tls.rs.
+//! tests/tests/self_managed_tls.rs. These are unit tests of the module's private functions.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hush_injector::config::SelfManagedTls;
-use hush_injector::self_managed::{
-    KEEP_FRESH_WITHIN, MAX_HUSH_CAS, issue, merge_bundle, pem_encode, withdraw_bundle,
-};
-use hush_injector::tls::ReloadingCert;
+use super::{KEEP_FRESH_WITHIN, MAX_HUSH_CAS, issue, merge_bundle, pem_encode, withdraw_bundle};
+use crate::config::SelfManagedTls;
+use crate::tls::ReloadingCert;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -215,7 +213,7 @@ fn the_last_replica_withdrawing_leaves_an_empty_bundle() {
 
 #[test]
 fn self_managed_metrics_are_registered_only_in_that_mode() {
-    use hush_injector::metrics::{Metrics, Publication};
+    use crate::metrics::{Metrics, Publication};
     let m = Metrics::with_self_managed_tls();
     m.ca_publication(Publication::Written);
     m.ca_publication(Publication::Conflict);
