@@ -17,7 +17,7 @@ pub use cli::Args;
 pub use config::{InjectorConfig, RawConfig, SelfManagedTls};
 pub use error::{Error, Result};
 pub use metrics::{Endpoint, Metrics, Publication};
-pub use mutate::{Denial, DenialReason, SIDECAR_NAME, mutate};
+pub use mutate::{Denial, DenialReason, MAX_ENV_STRING_BYTES, SIDECAR_NAME, mutate};
 pub use review::{ReviewOut, review};
 pub use server::{RunningServer, run};
 pub use tls::ReloadingCert;

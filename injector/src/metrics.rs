@@ -23,7 +23,7 @@ pub enum Endpoint {
 /// How a review ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
-    /// Allowed with no change (not ours, not opted in, UPDATE/DELETE, already injected).
+    /// Allowed with no change (not ours, not opted in, UPDATE/DELETE, already injected and complete).
     Allowed,
     /// Allowed with a patch.
     Patched,

@@ -5,8 +5,8 @@
 //! with its volumes. Every name the sidecar reads back (container, volumes, paths, env vars,
 //! subcommands, token audiences) comes from `hush_contract`, never a literal here. Every JSON
 //! pointer is built from tokens (so `/` in an annotation key becomes `~1`), parent lists are added
-//! only when absent, and a pod that already carries our container gets an empty patch, so a second
-//! admission changes nothing.
+//! only when absent. A pod that already carries our container (a reinvocation) gets only the
+//! mounts of containers added since, so a second admission of an unchanged pod changes nothing.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,6 +50,10 @@ pub enum DenialReason {
     SignalTarget,
     /// The pod cannot be injected as given (no spec).
     InvalidPod,
+    /// The pod carries a `hush-sidecar` container that Hush would not inject for it now.
+    SidecarMismatch,
+    /// The sidecar's environment would exceed what Linux lets one process start with.
+    ConfigTooLarge,
 }
 
 impl DenialReason {
@@ -62,6 +66,8 @@ impl DenialReason {
             DenialReason::MountPathInUse => "mount_path_in_use",
             DenialReason::SignalTarget => "signal_target",
             DenialReason::InvalidPod => "invalid_pod",
+            DenialReason::SidecarMismatch => "sidecar_mismatch",
+            DenialReason::ConfigTooLarge => "config_too_large",
         }
     }
 }
@@ -101,13 +107,121 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Whether the pod already carries the sidecar we inject (not just a status annotation, which a
-/// user may set): an init container of our name with the config env.
-pub(crate) fn already_injected(spec: &PodSpec) -> bool {
+/// The sidecar we injected, if the pod already carries it (not just a status annotation, which a
+/// user may set): an init container of our name with the config env, and its index for messages.
+fn injected_sidecar(spec: &PodSpec) -> Option<(usize, &Container)> {
     spec.init_containers
         .iter()
         .flatten()
-        .any(|c| c.name == SIDECAR_NAME && c.env.iter().flatten().any(|e| e.name == vars::CONFIG))
+        .enumerate()
+        .find(|(_, c)| {
+            c.name == SIDECAR_NAME && c.env.iter().flatten().any(|e| e.name == vars::CONFIG)
+        })
+}
+
+/// Linux refuses to start a process with any one `NAME=value` environment string (NUL included)
+/// longer than 32 pages (`MAX_ARG_STRLEN`, 128 KiB), with E2BIG: a pod admitted with a larger
+/// `HUSH_CONFIG` would be stored and scheduled, and then its sidecar could never start. So the
+/// size is checked here, where the user still sees the message in `kubectl apply`.
+pub const MAX_ENV_STRING_BYTES: usize = 128 * 1024;
+
+fn check_env_size(config_json: &str) -> Result<(), Denial> {
+    let size = vars::CONFIG.len() + 1 + config_json.len() + 1;
+    if size <= MAX_ENV_STRING_BYTES {
+        return Ok(());
+    }
+    Err(Denial::new(
+        DenialReason::ConfigTooLarge,
+        format!(
+            "the sidecar's configuration (its {} env var) would be {size} bytes, over the {MAX_ENV_STRING_BYTES} bytes Linux allows for one environment string, so the sidecar could never start; use fewer or smaller hush.dev/template-* annotations, or fewer files",
+            vars::CONFIG
+        ),
+    ))
+}
+
+/// Fails when a chosen container already mounts something at the secrets path.
+fn check_mount_path_free(spec: &PodSpec, t: Target, mount_path: &str) -> Result<(), Denial> {
+    let c = container(spec, t);
+    if c.volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path.trim_end_matches('/') == mount_path.trim_end_matches('/'))
+    {
+        let (field, i) = field_of(t);
+        return Err(Denial::new(
+            DenialReason::MountPathInUse,
+            format!(
+                "spec.{field}[{i}] (\"{}\") already mounts a volume at {mount_path}; choose another path with hush.dev/mount-path",
+                c.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Adds the read-only secrets mount to one chosen container (and its `volumeMounts` list when it
+/// has none).
+fn add_app_mount(ops: &mut Vec<PatchOperation>, spec: &PodSpec, t: Target, app_mount: &Value) {
+    let (field, i) = field_of(t);
+    let list = || {
+        PointerBuf::from_tokens([
+            Token::new("spec"),
+            Token::new(field),
+            Token::from(i),
+            Token::new("volumeMounts"),
+        ])
+    };
+    if container(spec, t).volume_mounts.is_none() {
+        add(ops, list(), json!([]));
+    }
+    let mut item = list();
+    item.push_back(Token::new("-"));
+    add(ops, item, app_mount.clone());
+}
+
+/// A later admission of a pod we already injected: with `reinvocationPolicy: IfNeeded` the
+/// apiserver calls the webhook again after other webhooks ran, and a container one of them added
+/// must get the secrets mount too. Nothing else changes. The sidecar already there must be the one
+/// Hush would inject now (its `HUSH_CONFIG` equal to what these annotations give), or a pod could
+/// bring its own `hush-sidecar` with a config that bypasses the operator's rules (allowed roles,
+/// stores, bounds).
+fn reinvocation(
+    spec: &PodSpec,
+    existing: (usize, &Container),
+    sc: &SidecarConfig,
+) -> Result<Patch, Denial> {
+    let (index, sidecar) = existing;
+    let config = sidecar
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == vars::CONFIG)
+        .and_then(|e| e.value.as_deref());
+    if config != Some(sc.to_json().as_str()) {
+        return Err(Denial::new(
+            DenialReason::SidecarMismatch,
+            format!(
+                "spec.initContainers[{index}] (\"{SIDECAR_NAME}\") is not the sidecar Hush injects for this pod's annotations (its {} differs); remove that container from the manifest and let Hush inject it",
+                vars::CONFIG
+            ),
+        ));
+    }
+    let app_mount = to_value(&mount(volumes::SECRETS, &sc.mount_path, true));
+    let mut ops = Vec::new();
+    for t in choose_targets(spec, sc.containers.as_deref())? {
+        let c = container(spec, t);
+        if c.name == SIDECAR_NAME
+            || c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == volumes::SECRETS)
+        {
+            continue;
+        }
+        check_mount_path_free(spec, t, &sc.mount_path)?;
+        add_app_mount(&mut ops, spec, t, &app_mount);
+    }
+    Ok(Patch(ops))
 }
 
 fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
@@ -548,7 +662,8 @@ fn denial_from_parser(e: hush_config::Error) -> Denial {
     Denial::new(DenialReason::Annotations, e.to_string())
 }
 
-/// Computes the patch for one pod: empty when the pod does not opt in or is already injected.
+/// Computes the patch for one pod: empty when the pod does not opt in; for a pod already injected,
+/// only the mounts of containers added since ([`reinvocation`]).
 pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch, Denial> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
@@ -558,9 +673,6 @@ pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch,
     let Some(spec) = pod.spec.as_ref() else {
         return Err(Denial::new(DenialReason::InvalidPod, "the pod has no spec"));
     };
-    if already_injected(spec) {
-        return Ok(Patch(Vec::new()));
-    }
     let pod_fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group);
     let set_fs_group = pod_fs_group.is_none() && cfg.pod_security.allow_fs_group;
     let mut settings = cfg.operator.clone();
@@ -575,24 +687,14 @@ pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch,
     else {
         return Ok(Patch(Vec::new()));
     };
+    if let Some(existing) = injected_sidecar(spec) {
+        return reinvocation(spec, existing, &sc);
+    }
     check_reserved(spec)?;
+    check_env_size(&sc.to_json())?;
     let targets = choose_targets(spec, sc.containers.as_deref())?;
     for &t in &targets {
-        let c = container(spec, t);
-        if c.volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.mount_path.trim_end_matches('/') == sc.mount_path.trim_end_matches('/'))
-        {
-            let (field, i) = field_of(t);
-            return Err(Denial::new(
-                DenialReason::MountPathInUse,
-                format!(
-                    "spec.{field}[{i}] (\"{}\") already mounts a volume at {}; choose another path with hush.dev/mount-path",
-                    c.name, sc.mount_path
-                ),
-            ));
-        }
+        check_mount_path_free(spec, t, &sc.mount_path)?;
     }
     let ids = sidecar_ids(spec, &targets, &sc, cfg)?;
     let (volumes, sidecar_mounts) = volumes_and_mounts(&sc, cfg);
@@ -635,32 +737,7 @@ pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch,
     }
     let app_mount = to_value(&mount(volumes::SECRETS, &sc.mount_path, true));
     for &t in &targets {
-        let (field, i) = field_of(t);
-        let c = container(spec, t);
-        let idx = Token::from(i);
-        if c.volume_mounts.is_none() {
-            add(
-                &mut ops,
-                PointerBuf::from_tokens([
-                    Token::new("spec"),
-                    Token::new(field),
-                    idx.clone(),
-                    Token::new("volumeMounts"),
-                ]),
-                json!([]),
-            );
-        }
-        add(
-            &mut ops,
-            PointerBuf::from_tokens([
-                Token::new("spec"),
-                Token::new(field),
-                idx,
-                Token::new("volumeMounts"),
-                Token::new("-"),
-            ]),
-            app_mount.clone(),
-        );
+        add_app_mount(&mut ops, spec, t, &app_mount);
     }
     // Last, so the user's init container indexes above are still their own.
     if spec.init_containers.is_none() {

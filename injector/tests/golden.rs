@@ -187,3 +187,166 @@ fn every_denial_names_an_annotation_or_field() {
         );
     }
 }
+
+fn load_case(case: &str) -> (Pod, String) {
+    let text = std::fs::read_to_string(testdata().join(format!("{case}.pod.yaml"))).expect("read");
+    let pod: Pod = serde_saphyr::from_str(&text).expect("pod");
+    let ns = pod.metadata.namespace.clone().expect("namespace");
+    (pod, ns)
+}
+
+fn apply(pod: &Pod, patch: &json_patch::Patch) -> Value {
+    let mut doc = serde_json::to_value(pod).expect("pod json");
+    json_patch::patch(&mut doc, &patch.0).expect("the patch applies");
+    doc
+}
+
+/// Compares `got` with the golden file `name` under testdata/ (rewritten with HUSH_BLESS=1).
+fn golden(name: &str, got: &str) {
+    let file = testdata().join(name);
+    if bless() {
+        std::fs::write(&file, got).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| panic!("no {name} (HUSH_BLESS=1 to write it)"));
+    assert_eq!(
+        got, want,
+        "{name} differs from golden (HUSH_BLESS=1 to rewrite)"
+    );
+}
+
+/// Reinvocation (`reinvocationPolicy: IfNeeded`): Hush injected `plain`, then another webhook
+/// added an app container (`late`) and an init container (`late-init`), and the apiserver calls
+/// Hush again. The patch mounts the secrets read-only into both and changes nothing else
+/// (golden `reinvocation.patch.json`); the admission after that is empty.
+#[test]
+fn reinvocation_mounts_containers_added_by_a_later_webhook() {
+    let (pod, ns) = load_case("plain");
+    let cfg = config_for("plain");
+    let first = mutate(&pod, &cfg, &ns).expect("injected");
+    let mut doc = apply(&pod, &first);
+    doc["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(serde_json::json!({"name": "late", "image": "registry.example/mesh:1"}));
+    doc["spec"]["initContainers"]
+        .as_array_mut()
+        .expect("initContainers")
+        .push(serde_json::json!({"name": "late-init", "image": "registry.example/init:1"}));
+    let injected: Pod = serde_json::from_value(doc).expect("pod");
+    let again = mutate(&injected, &cfg, &ns).expect("reinvocation is allowed");
+    let mut text = serde_json::to_string_pretty(&again).expect("encode");
+    text.push('\n');
+    golden("reinvocation.patch.json", &text);
+    let doc = apply(&injected, &again);
+    for (list, name) in [("containers", "late"), ("initContainers", "late-init")] {
+        let c = doc["spec"][list]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|c| c["name"] == name)
+            .expect("the late container");
+        assert_eq!(
+            c["volumeMounts"],
+            serde_json::json!([{"name": "hush-secrets", "mountPath": "/var/run/secrets/hush", "readOnly": true}]),
+            "{name} gets the read-only secrets mount"
+        );
+    }
+    let done: Pod = serde_json::from_value(doc).expect("pod");
+    let third = mutate(&done, &cfg, &ns).expect("allowed");
+    assert!(third.0.is_empty(), "nothing left to add: {third:?}");
+}
+
+/// A manifest that brings its own `hush-sidecar` (say, a copy of an injected pod with the role in
+/// `HUSH_CONFIG` changed to one the namespace may not use) is denied, not passed through as
+/// "already injected" (golden `reinvocation-forged.denial.txt`).
+#[test]
+fn a_pod_with_its_own_sidecar_config_is_denied() {
+    let (pod, ns) = load_case("plain");
+    let cfg = config_for("plain");
+    let first = mutate(&pod, &cfg, &ns).expect("injected");
+    let mut doc = apply(&pod, &first);
+    let env = doc["spec"]["initContainers"][0]["env"]
+        .as_array_mut()
+        .expect("env");
+    let config = env
+        .iter_mut()
+        .find(|e| e["name"] == "HUSH_CONFIG")
+        .expect("HUSH_CONFIG");
+    let forged = config["value"]
+        .as_str()
+        .expect("a value")
+        .replace("\"role\":\"app\"", "\"role\":\"admin\"");
+    assert!(
+        forged.contains("\"role\":\"admin\""),
+        "the role was replaced"
+    );
+    config["value"] = Value::String(forged);
+    let forged: Pod = serde_json::from_value(doc).expect("pod");
+    let denial = mutate(&forged, &cfg, &ns).expect_err("a forged sidecar is denied");
+    golden("reinvocation-forged.denial.txt", &format!("{denial}\n"));
+    assert_eq!(denial.reason.as_str(), "sidecar_mismatch");
+}
+
+/// Admitted means startable: a config whose `HUSH_CONFIG=` string is over Linux's 128 KiB for one
+/// environment string is denied with a message that says so; the largest under the limit passes.
+#[test]
+fn a_config_too_large_for_the_environment_is_denied() {
+    let (mut pod, ns) = load_case("plain");
+    let cfg = config_for("plain");
+    let base = mutate(&pod, &cfg, &ns).expect("injected");
+    let base_len = config_len(&apply(&pod, &base));
+    let annotations = pod.metadata.annotations.as_mut().expect("annotations");
+    // Templates of up to 32 KiB each, on as many files as it takes to pass 128 KiB.
+    for i in 0..5 {
+        annotations.insert(
+            format!("hush.dev/secret-t{i}"),
+            "vault:secret/data/team-a/db".into(),
+        );
+        annotations.insert(format!("hush.dev/template-t{i}"), "x".repeat(30 << 10));
+    }
+    let denial = mutate(&pod, &cfg, &ns).expect_err("over 128 KiB is denied");
+    assert_eq!(denial.reason.as_str(), "config_too_large");
+    let text = denial.to_string();
+    assert!(
+        text.contains("HUSH_CONFIG")
+            && text.contains("131072")
+            && text.contains("hush.dev/template-"),
+        "{text}"
+    );
+    // Shrink the last template until the whole string fits exactly.
+    let over = mutate_size(&pod, &cfg, &ns);
+    let fits = 30 * 1024 - (over - hush_injector::MAX_ENV_STRING_BYTES);
+    let annotations = pod.metadata.annotations.as_mut().expect("annotations");
+    annotations.insert("hush.dev/template-t4".into(), "x".repeat(fits));
+    let patch = mutate(&pod, &cfg, &ns).expect("exactly at the limit is allowed");
+    let len = config_len(&apply(&pod, &patch));
+    assert_eq!(
+        "HUSH_CONFIG=".len() + len + 1,
+        hush_injector::MAX_ENV_STRING_BYTES
+    );
+    assert!(len > base_len);
+}
+
+/// The `HUSH_CONFIG=...\0` size the pod would get, read from the denial message.
+fn mutate_size(pod: &Pod, cfg: &hush_injector::InjectorConfig, ns: &str) -> usize {
+    let text = mutate(pod, cfg, ns).expect_err("too large").to_string();
+    let (_, rest) = text.split_once("would be ").expect("size in the message");
+    rest.split(' ')
+        .next()
+        .expect("a number")
+        .parse()
+        .expect("a number")
+}
+
+fn config_len(doc: &Value) -> usize {
+    doc["spec"]["initContainers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "HUSH_CONFIG")
+        .and_then(|e| e["value"].as_str())
+        .expect("HUSH_CONFIG")
+        .len()
+}

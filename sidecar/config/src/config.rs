@@ -111,8 +111,10 @@ impl AwsSettings {
     }
 }
 
-/// The largest inline CA bundle (`vault.caPem`).
-pub(crate) const MAX_CA_PEM_BYTES: usize = 256 << 10;
+/// The largest inline CA bundle (`vault.caPem`). It travels in every sidecar's `HUSH_CONFIG`, one
+/// environment string that Linux caps at 128 KiB, so it may take at most half of that and leave
+/// the rest to the pod's own files and templates (the injector checks the total at admission).
+pub(crate) const MAX_CA_PEM_BYTES: usize = 64 << 10;
 /// The schema's picture of the rules in [`OperatorSettings::validate`] (which stays the authority).
 #[cfg(feature = "schema")]
 const HTTPS_URL_PATTERN: &str = r"^https://\S+$";
@@ -1286,7 +1288,7 @@ fn check_https_url(u: &str) -> Result<(), String> {
 fn check_pem_certificates(pem: &str) -> Result<(), String> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
-    const HINT: &str = "must be PEM certificates (BEGIN/END CERTIFICATE blocks, at most 256 KiB)";
+    const HINT: &str = "must be PEM certificates (BEGIN/END CERTIFICATE blocks, at most 64 KiB)";
     if pem.len() > MAX_CA_PEM_BYTES {
         return Err(HINT.into());
     }
