@@ -25,7 +25,7 @@ mod vault;
 pub use error::{Error, Result};
 pub use format::{render, render_capped};
 pub use hardening::install_panic_hook;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, STALE_AFTER, stale_after};
 pub use output::{AtomicWriter, DATA_LINK, OutputFile, WriteOutcome};
 pub use runtime::{Env, ProcessEnv, load_config, once, probe, run};
 pub use secret::{SecretBytes, SecretFields, SecretValue};

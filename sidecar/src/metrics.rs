@@ -4,6 +4,12 @@
 //! value or a secret path: file names and source kinds only (docs/threat-model.md, "Secrets in
 //! logs, metrics and panics"). The endpoint is plain hyper http1 with one route, no framework, and
 //! answers on the operator-set port.
+//!
+//! `/healthz` is honest: 200 while the last complete refresh is recent (at most [`STALE_AFTER`]
+//! refresh intervals old), 503 with the age before the first success or once it is older, so a
+//! monitor sees a sidecar that serves stale files. No probe is wired to it: Hush injects only a
+//! startup probe, so a store that is down never restarts the sidecar (which would lose nothing, but
+//! would re-login on every restart). `/livez` answers 200 while the process serves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,8 +43,21 @@ pub struct Metrics {
     updates: Counter,
     lease_renewals: Counter,
     token_renewals: Counter,
+    lease_revocations: Family<Labels, Counter>,
+    notifications: Family<Labels, Counter>,
     healthy: Gauge,
     cycles: Counter,
+    /// `/healthz` reports stale after this long without a complete refresh.
+    stale_after: Duration,
+}
+
+/// `/healthz` turns 503 after this many refresh intervals without a complete refresh.
+pub const STALE_AFTER: u32 = 3;
+
+/// The staleness limit for a refresh interval: [`STALE_AFTER`] intervals, and never under 15 s (a
+/// short interval must not turn one slow cycle into an alert).
+pub fn stale_after(refresh: Duration) -> Duration {
+    (refresh * STALE_AFTER).max(Duration::from_secs(15))
 }
 
 impl Default for Metrics {
@@ -102,6 +121,18 @@ impl Metrics {
             "Vault token renewals or fresh logins",
             token_renewals.clone(),
         );
+        let lease_revocations = Family::<Labels, Counter>::default();
+        r.register(
+            "replaced_lease_revocations",
+            "Revocations of leases whose secret was replaced by a new fetch, by outcome (revoked, forbidden by the policy, failed)",
+            lease_revocations.clone(),
+        );
+        let notifications = Family::<Labels, Counter>::default();
+        r.register(
+            "notifications",
+            "On-change notification attempts, by outcome (delivered or failed; a failed one is retried)",
+            notifications.clone(),
+        );
         let healthy = Gauge::default();
         r.register(
             "healthy",
@@ -124,8 +155,47 @@ impl Metrics {
             updates,
             lease_renewals,
             token_renewals,
+            lease_revocations,
+            notifications,
             healthy,
             cycles,
+            stale_after: stale_after(Duration::ZERO),
+        }
+    }
+
+    /// Sets when `/healthz` reports stale (see [`stale_after`]).
+    pub fn with_stale_after(mut self, d: Duration) -> Metrics {
+        self.stale_after = d;
+        self
+    }
+
+    /// `/healthz`: the status and a one-line reason.
+    fn health(&self) -> (StatusCode, String) {
+        let last = self.last_success.get();
+        if last <= 0.0 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: no refresh has completed yet\n".into(),
+            );
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let age = (now - last).max(0.0);
+        let limit = self.stale_after.as_secs_f64();
+        if age > limit {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "stale: the last complete refresh was {age:.0} s ago (limit {limit:.0} s); the files are the last good ones\n"
+                ),
+            )
+        } else {
+            (
+                StatusCode::OK,
+                format!("ok: the last complete refresh was {age:.0} s ago\n"),
+            )
         }
     }
 
@@ -188,6 +258,24 @@ impl Metrics {
         }
     }
 
+    /// One notification attempt and its outcome.
+    pub(crate) fn notification(&self, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// Revocations of replaced leases, by outcome.
+    pub(crate) fn replaced_leases(&self, outcomes: &[(&'static str, u32)]) {
+        for &(outcome, n) in outcomes {
+            if n > 0 {
+                self.lease_revocations
+                    .get_or_create(&vec![("outcome", outcome.to_string())])
+                    .inc_by(u64::from(n));
+            }
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -238,7 +326,11 @@ impl Metrics {
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 self.render(),
             ),
-            (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            (&Method::GET, "/healthz") => {
+                let (status, body) = self.health();
+                (status, "text/plain", body)
+            }
+            (&Method::GET, "/livez") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
             _ => (
                 StatusCode::NOT_FOUND,
                 "text/plain",

@@ -55,6 +55,12 @@ pub(crate) struct Maintenance {
     pub leases_renewed: u32,
     /// Whether the token was renewed or replaced by a fresh login.
     pub token_renewed: bool,
+    /// Replaced leases revoked.
+    pub leases_revoked: u32,
+    /// Replaced leases the policy does not let us revoke (no `update` on `sys/leases/revoke`).
+    pub lease_revocations_forbidden: u32,
+    /// Replaced leases whose revocation failed otherwise (they end at their TTL).
+    pub lease_revocations_failed: u32,
 }
 
 /// The outcome of a cheap check.

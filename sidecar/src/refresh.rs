@@ -81,6 +81,26 @@ pub(crate) struct Engine {
     backoff: Backoff,
     /// Content changed since the last successful write (a write failed, or a value moved).
     dirty: bool,
+    /// An on-change notification not delivered yet, and the retry timing.
+    notice: Option<PendingNotice>,
+    notice_backoff: Backoff,
+}
+
+/// A notification that failed: retried with backoff until delivered, or until a newer update
+/// replaces it (that update's own notification covers both).
+struct PendingNotice {
+    attempts: u32,
+    due: Instant,
+}
+
+/// Retry timing of a failed notification: from 1 s, doubling (with jitter) up to a minute.
+fn notice_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        hush_config::backoff::DEFAULT_RANDOMIZATION,
+    )
+    .unwrap_or_else(|_| Backoff::standard())
 }
 
 impl Engine {
@@ -119,6 +139,8 @@ impl Engine {
             metrics,
             backoff: Backoff::standard(),
             dirty: false,
+            notice: None,
+            notice_backoff: notice_backoff(),
         })
     }
 
@@ -304,11 +326,50 @@ impl Engine {
         if changed {
             self.metrics.updated();
             tracing::info!(files = out.len(), "secrets volume updated");
-            if notify && let Err(e) = self.notifier.notify().await {
-                tracing::warn!(error = %e, "on-change notification failed");
+            if notify {
+                self.deliver(true).await;
             }
         }
         Ok(changed)
+    }
+
+    /// Sends the on-change notification: at least once per update. A failure is retried with
+    /// backoff ([`Engine::next_maintenance`] wakes the loop) until it is delivered or a newer
+    /// update (`fresh`) supersedes it.
+    async fn deliver(&mut self, fresh: bool) {
+        if matches!(self.notifier, Notifier::None) {
+            return;
+        }
+        let attempts = if fresh {
+            if self.notice.is_some() {
+                tracing::info!("a newer update supersedes the undelivered notification");
+            }
+            self.notice_backoff.reset();
+            1
+        } else {
+            self.notice.as_ref().map_or(1, |n| n.attempts + 1)
+        };
+        match self.notifier.notify().await {
+            Ok(()) => {
+                self.notice = None;
+                self.notice_backoff.reset();
+                self.metrics.notification("delivered");
+            }
+            Err(e) => {
+                self.metrics.notification("failed");
+                let delay = self.notice_backoff.next_delay(None);
+                tracing::warn!(
+                    error = %e,
+                    attempt = attempts,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "on-change notification failed; it will be retried"
+                );
+                self.notice = Some(PendingNotice {
+                    attempts,
+                    due: Instant::now() + delay,
+                });
+            }
+        }
     }
 
     /// One refresh cycle: cheap checks, fetches of what changed, one write and at most one
@@ -374,6 +435,7 @@ impl Engine {
         self.providers
             .values()
             .filter_map(|p| p.next_maintenance())
+            .chain(self.notice.as_ref().map(|n| n.due))
             .min()
     }
 
@@ -381,6 +443,9 @@ impl Engine {
     /// notifies if that changed the files.
     pub(crate) async fn maintain(&mut self) -> Result<bool> {
         let now = Instant::now();
+        if self.notice.as_ref().is_some_and(|n| n.due <= now) {
+            self.deliver(false).await;
+        }
         let mut refetch = Vec::new();
         let mut first = None;
         for p in self.providers.values_mut() {
@@ -390,6 +455,11 @@ impl Engine {
             match p.maintain().await {
                 Ok(m) => {
                     self.metrics.renewed(m.leases_renewed, m.token_renewed);
+                    self.metrics.replaced_leases(&[
+                        ("revoked", m.leases_revoked),
+                        ("forbidden", m.lease_revocations_forbidden),
+                        ("failed", m.lease_revocations_failed),
+                    ]);
                     refetch.extend(m.refetch);
                 }
                 Err(e) => {

@@ -223,7 +223,7 @@ async fn run_async(cfg: SidecarConfig, paths: Paths, metrics_addr: SocketAddr) -
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
     let mut hup = sig(SignalKind::hangup())?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().with_stale_after(crate::metrics::stale_after(cfg.refresh));
     metrics.serve(metrics_addr).await?;
     let notifier = Notifier::new(&cfg.on_change)?;
     let mut engine = Engine::new(&cfg, &paths, new_sink(&paths)?, notifier, metrics)?;

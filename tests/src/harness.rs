@@ -44,6 +44,16 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
 /// A loopback listener for `on-change: http:`; returns its URL (`.../reload`) and the number of
 /// `POST /reload` requests it received.
 pub async fn notification_listener() -> (String, Arc<AtomicUsize>) {
+    let (url, posts, _) = failing_notification_listener(0).await;
+    (url, posts)
+}
+
+/// Like [`notification_listener`], but the app answers its first `fail_first` POSTs with 503, as
+/// an app still starting or briefly overloaded would. Returns the URL, every POST received, and
+/// the POSTs answered 200.
+pub async fn failing_notification_listener(
+    fail_first: usize,
+) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the notification listener");
@@ -52,15 +62,16 @@ pub async fn notification_listener() -> (String, Arc<AtomicUsize>) {
         .expect("bound listener has an address")
         .port();
     let url = format!("http://127.0.0.1:{port}/reload");
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
+    let posts = Arc::new(AtomicUsize::new(0));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let (p, d) = (posts.clone(), delivered.clone());
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 continue;
             };
-            let c = c.clone();
+            let (p, d) = (p.clone(), d.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut got = Vec::new();
@@ -70,14 +81,18 @@ pub async fn notification_listener() -> (String, Arc<AtomicUsize>) {
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
                 }
+                let mut answer: &[u8] =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
                 if got.starts_with(b"POST /reload ") {
-                    c.fetch_add(1, Ordering::SeqCst);
+                    if p.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    } else {
+                        d.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
+                let _ = s.write_all(answer).await;
             });
         }
     });
-    (url, count)
+    (url, posts, delivered)
 }

@@ -329,6 +329,11 @@ impl SidecarPod {
     pub fn metrics_text(&self) -> String {
         http_get(self.metrics, "/metrics")
     }
+
+    /// The sidecar's whole `/healthz` response (status line and body).
+    pub fn healthz(&self) -> String {
+        http_get(self.metrics, "/healthz")
+    }
 }
 
 /// Runs `hush-sidecar probe` from `pod`'s stored spec with the given (shared) volumes; empty

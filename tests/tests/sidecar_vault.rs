@@ -21,7 +21,9 @@ use hush_config::{
     FileSpec, Format, OnChange, OperatorSettings, SidecarConfig, SourceRef, VaultAuth,
 };
 use hush_tests::env::{TestEnv, unique_name};
-use hush_tests::harness::{free_port, metric, notification_listener};
+use hush_tests::harness::{
+    failing_notification_listener, free_port, metric, notification_listener,
+};
 use hush_tests::sidecar_pod::{Launch, SidecarPod, probe_on, wait_for};
 use hush_tests::{cluster, operator};
 use k8s_openapi::api::core::v1::Secret;
@@ -347,11 +349,62 @@ fn configure_db_role(fx: &Fixture, db_role: &str, default_ttl: &str, max_ttl: &s
     );
 }
 
+/// At-least-once notification: the app fails its first 3 POSTs (503); the sidecar retries with
+/// backoff until one is delivered, and then stops.
+#[tokio::test]
+async fn a_failed_notification_is_retried_until_the_app_takes_it() {
+    let fx = Fixture::new("").await;
+    fx.put("app", &[("password", "one")]);
+    let (url, posts, delivered) = failing_notification_listener(3).await;
+    let cfg = fx.config(
+        vec![file(
+            "password",
+            &format!("vault:{}#password", fx.kv_path("app")),
+            0o400,
+        )],
+        5,
+        OnChange::Http { url },
+    );
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    fx.put("app", &[("password", "two")]);
+    wait_for("the notification to be delivered", || {
+        (delivered.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(sc.read_string("password").as_deref(), Some("two"));
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        4,
+        "3 refused POSTs, then the one delivered"
+    );
+    let m = sc.metrics_text();
+    assert_eq!(
+        metric(&m, r#"hush_sidecar_notifications_total{outcome="failed"}"#),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"hush_sidecar_notifications_total{outcome="delivered"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    // Delivered means done: no more POSTs for that update on later cycles.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(posts.load(Ordering::SeqCst), 4, "no POST after delivery");
+    sc.signal(Signal::TERM);
+    assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
+}
+
 #[tokio::test]
 async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
     let db_role = unique_name("dbm");
     let fx = Fixture::new(&format!(
-        r#"path "database/creds/{db_role}" {{ capabilities = ["read"] }}"#
+        r#"path "database/creds/{db_role}" {{ capabilities = ["read"] }}
+path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
     ))
     .await;
     // Renewable, but only to 24 s in total: the sidecar must fetch new credentials before then.
@@ -369,6 +422,7 @@ async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
     let mut sc = fx.start(&cfg, "run", &[]).await;
     sc.started().await;
     let first_user = sc.read_string("db-user").unwrap();
+    let first_pass = sc.read_string("db-password").unwrap();
     let fetched_at = Instant::now();
     let (user, pass) = wait_for("new credentials before max_ttl", || {
         let u = sc.read_string("db-user")?;
@@ -385,6 +439,20 @@ async fn a_lease_at_max_ttl_is_replaced_before_it_expires() {
     })
     .await;
     assert_eq!(psql(&fx.env, &user, &pass, "select 1").unwrap(), "1");
+    // Lease hygiene: the replaced lease is revoked (after a grace for the app to switch: half its
+    // remaining life, at most 60 s), so the old database user does not live on until its TTL.
+    let revoked = r#"hush_sidecar_replaced_lease_revocations_total{outcome="revoked"}"#;
+    wait_for("the replaced lease's revocation", || {
+        metric(&sc.metrics_text(), revoked).filter(|v| *v >= 1.0)
+    })
+    .await;
+    let old = psql(&fx.env, &first_user, &first_pass, "select 1");
+    assert!(old.is_err(), "the replaced user can still log in: {old:?}");
+    assert_eq!(
+        psql(&fx.env, &user, &pass, "select 1").unwrap(),
+        "1",
+        "the new user still works"
+    );
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
 }
@@ -546,6 +614,8 @@ async fn an_outage_keeps_the_files_shows_errors_and_recovers() {
     let mut sc = fx.start(&cfg, "run", &[]).await;
     sc.started().await;
     assert_eq!(sc.read_string("token").as_deref(), Some("before-outage"));
+    let h = sc.healthz();
+    assert!(h.starts_with("HTTP/1.1 200") && h.contains("ok: "), "{h}");
 
     proxy.set_up(false);
     fx.put("svc", &[("token", "during-outage")]);
@@ -562,6 +632,18 @@ async fn an_outage_keeps_the_files_shows_errors_and_recovers() {
         Some("before-outage"),
         "the last good file stays during the outage"
     );
+    // Honest health: once the last complete refresh is older than 3 intervals (at least 15 s),
+    // /healthz says stale; the process keeps running and keeps the files (no probe uses it).
+    let stale = wait_for("/healthz to report stale", || {
+        let h = sc.healthz();
+        h.starts_with("HTTP/1.1 503").then_some(h)
+    })
+    .await;
+    assert!(
+        stale.contains("stale: the last complete refresh was"),
+        "{stale}"
+    );
+    assert_eq!(sc.read_string("token").as_deref(), Some("before-outage"));
 
     proxy.set_up(true);
     wait_for("recovery after the outage", || {
@@ -572,6 +654,8 @@ async fn an_outage_keeps_the_files_shows_errors_and_recovers() {
         metric(&sc.metrics_text(), "hush_sidecar_healthy ").filter(|v| *v == 1.0)
     })
     .await;
+    let h = sc.healthz();
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
 }

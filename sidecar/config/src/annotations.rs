@@ -245,7 +245,7 @@ const TABLE: &[Annotation] = &[
         key: "hush.dev/on-change",
         values: "`none` | `http:<url>` (or the bare `http://` URL) | `signal:<SIG>:<process>`",
         default: "`none`",
-        description: "Notification once per consistent update, never for an unchanged refresh. `http:` is a POST to loopback only (`http://127.0.0.1:<port>/...`, `http://[::1]:<port>/...`, `http://localhost:<port>/...`). `signal:` (HUP, USR1, USR2, TERM, INT, QUIT) needs the operator to allow `shareProcessNamespace`. Not used with `init-only`.",
+        description: "Notification per consistent update, at least once (a failed POST or signal is retried with backoff, 1 s doubling to 60 s, until delivered or superseded by a newer update), never for an unchanged refresh. `http:` is a POST to loopback only (`http://127.0.0.1:<port>/...`, `http://[::1]:<port>/...`, `http://localhost:<port>/...`). `signal:` (HUP, USR1, USR2, TERM, INT, QUIT) needs the operator to allow `shareProcessNamespace`. Not used with `init-only`.",
         field: "onChange",
         parse: Parse::Pod(|v, c| {
             c.on_change = config::parse_on_change(v, &c.operator)?;

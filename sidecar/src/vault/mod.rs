@@ -37,6 +37,15 @@ use hush_config::{SidecarConfig, SourceRef, VaultAuth};
 /// A lease with less than this share of its TTL left is replaced instead of renewed.
 const MIN_LEASE_LEFT_FRACTION: f64 = 0.1;
 const MIN_RENEW: Duration = Duration::from_secs(2);
+/// The longest a replaced lease stays valid after its successor was fetched: time for the app to
+/// move to the new credentials (the files are written, and the app notified, in the same cycle).
+const RETIRE_GRACE_MAX: Duration = Duration::from_secs(60);
+
+/// A lease whose secret was replaced by a new fetch, revoked at `at`.
+struct Retired {
+    id: String,
+    at: Instant,
+}
 
 /// One live lease of a dynamic secret.
 struct Lease {
@@ -65,6 +74,8 @@ pub(crate) struct VaultProvider {
     no_metadata: BTreeMap<String, ()>,
     /// Keyed by the reference's canonical string.
     leases: BTreeMap<String, Lease>,
+    /// Replaced leases waiting for their revocation.
+    retired: Vec<Retired>,
     pending_refetch: Vec<SourceRef>,
 }
 
@@ -94,6 +105,7 @@ impl VaultProvider {
             no_listing: BTreeMap::new(),
             no_metadata: BTreeMap::new(),
             leases: BTreeMap::new(),
+            retired: Vec::new(),
             pending_refetch: Vec::new(),
         })
     }
@@ -295,7 +307,9 @@ impl VaultProvider {
                     "vault lease obtained"
                 );
                 self.pending_refetch.retain(|s| s != source);
-                self.leases.insert(key, lease);
+                if let Some(old) = self.leases.insert(key, lease) {
+                    self.retire(old, now);
+                }
                 Ok(Fetched {
                     value: SecretValue::Fields(fields),
                     version: Version::Leased,
@@ -416,6 +430,50 @@ impl VaultProvider {
         Ok(())
     }
 
+    /// A new fetch replaced `old`: revoke it once the app had time to move to the new secret, half
+    /// its remaining life and at most [`RETIRE_GRACE_MAX`], so a replaced database user does not
+    /// live on until its TTL. A lease already past its end needs nothing.
+    fn retire(&mut self, old: Lease, now: Instant) {
+        let left = old.expires.saturating_duration_since(now);
+        if left.is_zero() {
+            return;
+        }
+        self.retired.push(Retired {
+            id: old.id,
+            at: now + (left / 2).min(RETIRE_GRACE_MAX),
+        });
+    }
+
+    /// Revokes the retired leases that are due (all of them with `all`).
+    async fn revoke_retired(&mut self, all: bool, out: &mut Maintenance) {
+        let now = Instant::now();
+        let (due, later): (Vec<Retired>, Vec<Retired>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|r| all || r.at <= now);
+        self.retired = later;
+        for r in due {
+            match leases::revoke(&self.vault, &r.id).await {
+                Ok(()) => {
+                    out.leases_revoked += 1;
+                    tracing::info!("replaced vault lease revoked");
+                }
+                Err(e) if e.status() == Some(403) => {
+                    out.lease_revocations_forbidden += 1;
+                    tracing::debug!(
+                        "sys/leases/revoke not permitted; the replaced lease ends at its TTL"
+                    );
+                }
+                Err(e) => {
+                    out.lease_revocations_failed += 1;
+                    tracing::warn!(
+                        error = %e.into_error("revocation of a replaced lease"),
+                        "replaced vault lease not revoked; it ends at its TTL"
+                    );
+                }
+            }
+        }
+    }
+
     async fn maintain_inner(&mut self) -> Result<Maintenance> {
         let mut out = Maintenance::default();
         let now = Instant::now();
@@ -491,6 +549,7 @@ impl VaultProvider {
                 }
             }
         }
+        self.revoke_retired(false, &mut out).await;
         out.refetch = self.pending_refetch.clone();
         Ok(out)
     }
@@ -499,6 +558,8 @@ impl VaultProvider {
         if !self.vault.has_token() {
             return;
         }
+        let mut retired = Maintenance::default();
+        self.revoke_retired(true, &mut retired).await;
         let leases = std::mem::take(&mut self.leases);
         for (_, l) in leases {
             match leases::revoke(&self.vault, &l.id).await {
@@ -597,7 +658,12 @@ impl Provider for VaultProvider {
             return Some(Instant::now());
         }
         let token = self.token.as_ref().and_then(|t| t.next_action);
-        let lease = self.leases.values().map(|l| l.next).min();
+        let lease = self
+            .leases
+            .values()
+            .map(|l| l.next)
+            .chain(self.retired.iter().map(|r| r.at))
+            .min();
         match (token, lease) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
