@@ -194,6 +194,131 @@ fn file(name: &str, source: &str, mode: u32) -> FileSpec {
     }
 }
 
+/// KV v1: a secret on the `kv1/` mount becomes a file, and a value written over it in place (v1
+/// keeps no versions, so the sidecar reads the data each cycle) reaches the file with one
+/// notification.
+#[tokio::test]
+async fn kv1_secret_becomes_a_file_and_follows_an_update_in_place() {
+    let fx = Fixture::new("").await;
+    let path = format!("kv1/{}/app", fx.prefix);
+    bao_ok(&fx.env, &["write", &path, "password=v1-first"]);
+    let (url, count) = notification_listener().await;
+    let cfg = fx.config(
+        vec![file("password", &format!("vault:{path}#password"), 0o400)],
+        5,
+        OnChange::Http { url },
+    );
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    assert_eq!(sc.read_string("password").as_deref(), Some("v1-first"));
+    bao_ok(&fx.env, &["write", &path, "password=v1-second"]);
+    wait_for("the KV v1 update in the file", || {
+        (sc.read_string("password").as_deref() == Some("v1-second")).then_some(())
+    })
+    .await;
+    wait_for("one notification", || {
+        (count.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    sc.signal(Signal::TERM);
+    assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
+}
+
+/// OpenBao's own audit log (`scripts/test-env` enables one): every request that reached it, as
+/// (operation, path), from byte `offset` on.
+fn audited_requests(env: &TestEnv, offset: u64) -> Vec<(String, String)> {
+    use std::io::{Seek, SeekFrom};
+    let log = env.vault_cacert.with_file_name("audit.log");
+    let mut f = std::fs::File::open(&log).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; the test environment predates its audit log: run scripts/test-env down, then up",
+            log.display()
+        )
+    });
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut text = String::new();
+    f.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "request")
+        .map(|v| {
+            (
+                v["request"]["operation"].as_str().unwrap_or("").to_string(),
+                v["request"]["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The cheap refresh, counted on the wire by OpenBao itself: with nothing changed, a cycle sends
+/// one `detailed-metadata` LIST per directory and reads no secret data, so a regression to data
+/// reads (or to one request per secret) fails here.
+#[tokio::test]
+async fn an_unchanged_cycle_sends_one_list_per_directory_and_reads_no_data() {
+    let fx = Fixture::new("").await;
+    fx.put("a/one", &[("v", "1")]);
+    fx.put("a/two", &[("v", "2")]);
+    fx.put("b/three", &[("v", "3")]);
+    let files = ["a/one", "a/two", "b/three"]
+        .iter()
+        .map(|p| {
+            let name = p.replace('/', "-");
+            file(&name, &format!("vault:{}#v", fx.kv_path(p)), 0o400)
+        })
+        .collect();
+    // A long interval: the test drives each cycle with SIGHUP.
+    let cfg = fx.config(files, 600, OnChange::None);
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    let log = fx.env.vault_cacert.with_file_name("audit.log");
+    let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let last_success = |sc: &SidecarPod| {
+        metric(
+            &sc.metrics_text(),
+            "hush_sidecar_last_success_timestamp_seconds ",
+        )
+        .unwrap_or(0.0)
+    };
+    for _ in 0..3 {
+        let before = last_success(&sc);
+        // Timestamps are in seconds with fractions; make sure the next one differs.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sc.signal(Signal::HUP);
+        wait_for("a completed refresh cycle", || {
+            (last_success(&sc) > before).then_some(())
+        })
+        .await;
+    }
+    let ours: Vec<(String, String)> = audited_requests(&fx.env, offset)
+        .into_iter()
+        .filter(|(_, path)| path.starts_with("secret/") && path.contains(&fx.prefix))
+        .collect();
+    let data_reads = ours
+        .iter()
+        .filter(|(_, p)| p.starts_with("secret/data/"))
+        .count();
+    let lists = ours
+        .iter()
+        .filter(|(op, p)| op == "list" && p.starts_with("secret/detailed-metadata/"))
+        .count();
+    assert_eq!(
+        data_reads, 0,
+        "no secret data read on unchanged cycles: {ours:?}"
+    );
+    assert_eq!(
+        lists, 6,
+        "one LIST per directory (2) per cycle (3): {ours:?}"
+    );
+    assert_eq!(
+        ours.len(),
+        6,
+        "nothing else sent about the secrets: {ours:?}"
+    );
+    assert_eq!(sc.read_string("b-three").as_deref(), Some("3"));
+    sc.signal(Signal::TERM);
+    assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
+}
+
 #[tokio::test]
 async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notification() {
     let fx = Fixture::new("").await;
