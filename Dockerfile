@@ -34,69 +34,56 @@ WORKDIR /hush
 COPY . .
 RUN HUSH_REVISION="$HUSH_REVISION" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" scripts/images --rootfs /rootfs
 
-# Keep HUSH_VERSION in step with [workspace.package] version in Cargo.toml.
-FROM scratch AS hush-injector
+# Keep HUSH_VERSION in step with [workspace.package] version in Cargo.toml. What the three Hush
+# images share (user, PATH, the version labels) is one base stage; each image adds its files,
+# entrypoint, title and description.
+FROM scratch AS hush-base
 ARG HUSH_VERSION=0.1.0
 ARG HUSH_REVISION=unknown
-COPY --from=build /rootfs/hush-injector/ /
 USER 65532:65532
 ENV PATH=/usr/local/bin
+LABEL org.opencontainers.image.version="${HUSH_VERSION}" \
+      org.opencontainers.image.revision="${HUSH_REVISION}" \
+      org.opencontainers.image.source="https://example.invalid/hush" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+FROM hush-base AS hush-injector
+COPY --from=build /rootfs/hush-injector/ /
 ENTRYPOINT ["/usr/local/bin/hush-injector"]
 LABEL org.opencontainers.image.title="hush-injector" \
-      org.opencontainers.image.description="Hush mutating admission webhook" \
-      org.opencontainers.image.version="${HUSH_VERSION}" \
-      org.opencontainers.image.revision="${HUSH_REVISION}" \
-      org.opencontainers.image.source="https://example.invalid/hush" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Hush mutating admission webhook"
 
-FROM scratch AS hush-sidecar
-ARG HUSH_VERSION=0.1.0
-ARG HUSH_REVISION=unknown
+FROM hush-base AS hush-sidecar
 COPY --from=build /rootfs/hush-sidecar/ /
-USER 65532:65532
-ENV PATH=/usr/local/bin
 ENTRYPOINT ["/usr/local/bin/hush-sidecar"]
 LABEL org.opencontainers.image.title="hush-sidecar" \
-      org.opencontainers.image.description="Hush secrets sidecar" \
-      org.opencontainers.image.version="${HUSH_VERSION}" \
-      org.opencontainers.image.revision="${HUSH_REVISION}" \
-      org.opencontainers.image.source="https://example.invalid/hush" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Hush secrets sidecar"
 
-FROM scratch AS hush
-ARG HUSH_VERSION=0.1.0
-ARG HUSH_REVISION=unknown
+FROM hush-base AS hush
 COPY --from=build /rootfs/hush/ /
-USER 65532:65532
-ENV PATH=/usr/local/bin
 ENTRYPOINT ["/usr/local/bin/hush"]
 LABEL org.opencontainers.image.title="hush" \
-      org.opencontainers.image.description="Hush sealer CLI" \
-      org.opencontainers.image.version="${HUSH_VERSION}" \
-      org.opencontainers.image.revision="${HUSH_REVISION}" \
-      org.opencontainers.image.source="https://example.invalid/hush" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Hush sealer CLI"
 
-FROM scratch AS hush-pause
+# The two support images (their own version line, 1) share their labels the same way.
+FROM scratch AS support-base
 ARG HUSH_REVISION=unknown
+LABEL org.opencontainers.image.version="1" \
+      org.opencontainers.image.revision="${HUSH_REVISION}" \
+      org.opencontainers.image.source="https://example.invalid/hush"
+
+FROM support-base AS hush-pause
 COPY --from=build /rootfs/hush-pause/ /
 USER 65535:65535
 ENTRYPOINT ["/pause"]
 LABEL org.opencontainers.image.title="hush-pause" \
       org.opencontainers.image.description="Sandbox (pause) image for containerd" \
-      org.opencontainers.image.version="1" \
-      org.opencontainers.image.revision="${HUSH_REVISION}" \
-      org.opencontainers.image.source="https://example.invalid/hush" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-FROM scratch AS hush-testapp
-ARG HUSH_REVISION=unknown
+FROM support-base AS hush-testapp
 COPY --from=build /rootfs/hush-testapp/ /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CMD ["sh"]
 LABEL org.opencontainers.image.title="hush-testapp" \
       org.opencontainers.image.description="Test and demo app: Debian busybox-static" \
-      org.opencontainers.image.version="1" \
-      org.opencontainers.image.revision="${HUSH_REVISION}" \
-      org.opencontainers.image.source="https://example.invalid/hush" \
       org.opencontainers.image.licenses="GPL-2.0-only"

@@ -231,28 +231,31 @@ fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
 }
 
 fn check_reserved(spec: &PodSpec) -> Result<(), Denial> {
-    let lists: [(&str, Option<&Vec<Container>>); 2] = [
-        ("containers", Some(&spec.containers)),
-        ("initContainers", spec.init_containers.as_ref()),
-    ];
-    for (field, list) in lists {
-        for (i, c) in list.into_iter().flatten().enumerate() {
-            if c.name == SIDECAR_NAME {
-                return Err(Denial::new(
-                    DenialReason::ReservedName,
-                    format!(
-                        "spec.{field}[{i}].name: \"{SIDECAR_NAME}\" is reserved for the container Hush injects; rename that container"
-                    ),
-                ));
-            }
-        }
-    }
-    for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
-        if c.name == SIDECAR_NAME {
+    let names = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ("containers", i, c.name.as_str()))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| ("initContainers", i, c.name.as_str())),
+        )
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| ("ephemeralContainers", i, c.name.as_str())),
+        );
+    for (field, i, name) in names {
+        if name == SIDECAR_NAME {
             return Err(Denial::new(
                 DenialReason::ReservedName,
                 format!(
-                    "spec.ephemeralContainers[{i}].name: \"{SIDECAR_NAME}\" is reserved for the container Hush injects; rename that container"
+                    "spec.{field}[{i}].name: \"{SIDECAR_NAME}\" is reserved for the container Hush injects; rename that container"
                 ),
             ));
         }
@@ -440,8 +443,10 @@ fn memory_dir(name: &str, size: &str) -> Volume {
     }
 }
 
-fn token_volume(name: &str, audience: &str, expiration: i64, file: &str) -> Volume {
-    Volume {
+/// A projected ServiceAccount token for `audience` at `file`, and the sidecar's read-only mount of
+/// its directory.
+fn token_volume(name: &str, audience: &str, expiration: i64, file: &str) -> (Volume, VolumeMount) {
+    let volume = Volume {
         name: name.to_string(),
         projected: Some(ProjectedVolumeSource {
             sources: Some(vec![VolumeProjection {
@@ -455,7 +460,8 @@ fn token_volume(name: &str, audience: &str, expiration: i64, file: &str) -> Volu
             default_mode: None,
         }),
         ..Volume::default()
-    }
+    };
+    (volume, mount(name, &dirname(file), true))
 }
 
 fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
@@ -487,13 +493,10 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
                     .vault
                     .as_ref()
                     .map_or(VAULT_AUDIENCE, |v| v.audience.as_str());
-                volumes.push(token_volume(
-                    volumes::TOKEN,
-                    audience,
-                    cfg.vault_token_expiration_seconds,
-                    paths::TOKEN_FILE,
-                ));
-                mounts.push(mount(volumes::TOKEN, &dirname(paths::TOKEN_FILE), true));
+                let expiration = cfg.vault_token_expiration_seconds;
+                let token = token_volume(volumes::TOKEN, audience, expiration, paths::TOKEN_FILE);
+                volumes.push(token.0);
+                mounts.push(token.1);
             }
             VaultAuth::AppRole | VaultAuth::Token => {}
         }
@@ -519,17 +522,15 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
             .aws
             .as_ref()
             .map_or(STS_AUDIENCE, |a| a.audience.as_str());
-        volumes.push(token_volume(
+        let expiration = cfg.aws_token_expiration_seconds;
+        let token = token_volume(
             volumes::AWS_TOKEN,
             audience,
-            cfg.aws_token_expiration_seconds,
+            expiration,
             paths::AWS_TOKEN_FILE,
-        ));
-        mounts.push(mount(
-            volumes::AWS_TOKEN,
-            &dirname(paths::AWS_TOKEN_FILE),
-            true,
-        ));
+        );
+        volumes.push(token.0);
+        mounts.push(token.1);
     }
     if sc.has_sealed() {
         for (i, cm) in sc.sealed_configmaps().iter().enumerate() {

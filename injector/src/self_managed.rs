@@ -25,7 +25,7 @@ use hush_config::backoff::{Backoff, jitter, renew_after};
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -714,35 +714,49 @@ fn patch_params() -> PatchParams {
     }
 }
 
+/// An empty JSON merge patch of the cluster-scoped object `name`: it changes nothing and answers
+/// with the whole object.
+async fn noop_patch<K>(client: &Client, name: &str) -> Result<K, kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let noop: Patch<serde_json::Value> = Patch::Merge(serde_json::json!({}));
+    Api::<K>::all(client.clone())
+        .patch(name, &patch_params(), &noop)
+        .await
+}
+
 /// Reads a configuration with the only verb we have: an empty JSON merge patch changes nothing, so
 /// the apiserver writes nothing (the resourceVersion stays) and answers with the whole object.
 async fn observe(client: &Client, kind: Kind, name: &str) -> Result<Observed, kube::Error> {
-    let noop: Patch<serde_json::Value> = Patch::Merge(serde_json::json!({}));
-    let pp = patch_params();
+    fn bundles<W>(
+        webhooks: Option<Vec<W>>,
+        config: impl Fn(W) -> WebhookClientConfig,
+    ) -> Vec<Option<Vec<u8>>> {
+        webhooks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| config(w).ca_bundle.map(|b| b.0))
+            .collect()
+    }
     let (rv, bundles) = match kind {
         Kind::Mutating => {
-            let o = Api::<MutatingWebhookConfiguration>::all(client.clone())
-                .patch(name, &pp, &noop)
-                .await?;
-            let bundles = o
-                .webhooks
-                .unwrap_or_default()
-                .into_iter()
-                .map(|w| w.client_config.ca_bundle.map(|b| b.0))
-                .collect();
-            (o.metadata.resource_version, bundles)
+            let o: MutatingWebhookConfiguration = noop_patch(client, name).await?;
+            (
+                o.metadata.resource_version,
+                bundles(o.webhooks, |w| w.client_config),
+            )
         }
         Kind::Validating => {
-            let o = Api::<ValidatingWebhookConfiguration>::all(client.clone())
-                .patch(name, &pp, &noop)
-                .await?;
-            let bundles = o
-                .webhooks
-                .unwrap_or_default()
-                .into_iter()
-                .map(|w| w.client_config.ca_bundle.map(|b| b.0))
-                .collect();
-            (o.metadata.resource_version, bundles)
+            let o: ValidatingWebhookConfiguration = noop_patch(client, name).await?;
+            (
+                o.metadata.resource_version,
+                bundles(o.webhooks, |w| w.client_config),
+            )
         }
     };
     Ok(Observed {

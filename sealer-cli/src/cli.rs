@@ -313,14 +313,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             let ids = load_identities(&identities)?;
             let input_path = stdin_path(&input);
-            let text = fsio::read_input(input_path)?;
-            let cm = SealedConfigMap::parse(&text, &display(input_path))?;
-            let meta = sealed::check_structure(
-                &cm.data,
-                &cm.namespace,
-                &cm.name,
-                hush_sealed_format::format::META_KEY,
-            )?;
+            let (cm, meta) = read_checked(input_path)?;
             let mut recipients = meta.recipients.clone();
             for a in &add {
                 recipients.push(keys::parse_recipient(a)?.to_string());
@@ -420,7 +413,10 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Result<String> {
+/// Reads a sealed ConfigMap (a file or stdin) and checks its structure: its `_hush` metadata.
+fn read_checked(
+    path: Option<&Path>,
+) -> Result<(SealedConfigMap, hush_sealed_format::format::Meta)> {
     let text = fsio::read_input(path)?;
     let cm = SealedConfigMap::parse(&text, &display(path))?;
     let meta = sealed::check_structure(
@@ -429,6 +425,11 @@ fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Res
         &cm.name,
         hush_sealed_format::format::META_KEY,
     )?;
+    Ok((cm, meta))
+}
+
+fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Result<String> {
+    let (cm, meta) = read_checked(path)?;
     sealed::check_ciphertext_headers(&cm.data, &cm.object())?;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
     let mut line = format!(

@@ -864,18 +864,7 @@ fn is_access_denied(e: &Error) -> bool {
 
 /// A copy of a store error, for reporting one failure against several references.
 fn copy_err(e: &Error) -> Error {
-    match e {
-        Error::Store {
-            store,
-            class,
-            reason,
-        } => Error::Store {
-            store,
-            class: *class,
-            reason: reason.clone(),
-        },
-        other => Error::store(STORE, other.class(), other.to_string()),
-    }
+    e.copy_as_store(STORE)
 }
 
 #[cfg(test)]

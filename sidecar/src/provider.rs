@@ -155,6 +155,19 @@ impl Error {
             reason: reason.into(),
         }
     }
+
+    /// A copy of this error as a store error of `store` (a store error is copied as is), for
+    /// reporting one failure against every reference it answers.
+    pub(crate) fn copy_as_store(&self, store: &'static str) -> Error {
+        match self {
+            Error::Store {
+                store,
+                class,
+                reason,
+            } => Error::store(store, *class, reason.clone()),
+            other => Error::store(store, other.class(), other.to_string()),
+        }
+    }
 }
 
 /// The value one file gets from a fetched secret: the `#field` / `#json-key` it selects (a

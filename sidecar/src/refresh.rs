@@ -415,12 +415,7 @@ impl Engine {
         if let Err(e) = self.fetch_keys(to_fetch).await {
             first = Some(worse(first, e));
         }
-        let changed = if self.dirty {
-            self.write(true).await?
-        } else {
-            false
-        };
-        self.update_lease_metrics();
+        let changed = self.write_if_dirty().await?;
         match first {
             Some(e) => Err(e),
             None => {
@@ -478,13 +473,20 @@ impl Engine {
                 first = Some(worse(first, e));
             }
         }
+        let changed = self.write_if_dirty().await?;
+        first.map_or(Ok(changed), Err)
+    }
+
+    /// The end of a cycle: writes (and notifies) if a value moved, and updates the lease gauges.
+    /// Returns whether the volume changed.
+    async fn write_if_dirty(&mut self) -> Result<bool> {
         let changed = if self.dirty {
             self.write(true).await?
         } else {
             false
         };
         self.update_lease_metrics();
-        first.map_or(Ok(changed), Err)
+        Ok(changed)
     }
 
     fn update_lease_metrics(&self) {

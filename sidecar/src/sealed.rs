@@ -244,18 +244,7 @@ fn fixed_path(paths: &Paths, fixed: &str) -> PathBuf {
 
 /// A copy of a store error (one failed read answers every reference to that ConfigMap).
 fn same_error(e: &Error) -> Error {
-    match e {
-        Error::Store {
-            store,
-            class,
-            reason,
-        } => Error::Store {
-            store,
-            class: *class,
-            reason: reason.clone(),
-        },
-        other => Error::store(STORE, other.class(), other.to_string()),
-    }
+    e.copy_as_store(STORE)
 }
 
 fn permanent(reason: String) -> Error {
