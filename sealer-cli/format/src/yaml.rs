@@ -61,9 +61,9 @@ pub fn expect_kind(text: &str, what: &str, kind: &str, hint: &str) -> Result<()>
     let found = probe.kind.unwrap_or_default();
     if api != "v1" || found != kind {
         let mut reason = format!(
-            "expected apiVersion v1, kind {kind}; found apiVersion {:?}, kind {:?}",
-            api.escape_debug().to_string(),
-            found.escape_debug().to_string()
+            "expected apiVersion v1, kind {kind}; found {}, {}",
+            shown("apiVersion", &api, KNOWN_API_VERSIONS),
+            shown("kind", &found, KNOWN_KINDS)
         );
         if !hint.is_empty() {
             reason.push_str("; ");
@@ -75,6 +75,44 @@ pub fn expect_kind(text: &str, what: &str, kind: &str, hint: &str) -> Result<()>
         });
     }
     Ok(())
+}
+
+/// Kinds a misplaced file commonly has: named in errors. Anything else is input that may be a
+/// secret (a stray line of a value), so it is never repeated.
+const KNOWN_KINDS: &[&str] = &[
+    "Secret",
+    "ConfigMap",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "ServiceAccount",
+    "Namespace",
+    "List",
+    "SealedSecret",
+];
+const KNOWN_API_VERSIONS: &[&str] = &[
+    "v1",
+    "apps/v1",
+    "batch/v1",
+    "bitnami.com/v1alpha1",
+    "networking.k8s.io/v1",
+];
+
+/// `field "value"` when the value is one of `known` (or absent), else `another field` (never
+/// the value itself).
+fn shown(field: &str, value: &str, known: &[&str]) -> String {
+    if value.is_empty() {
+        format!("no {field}")
+    } else if known.contains(&value) {
+        format!("{field} {value:?}")
+    } else {
+        format!("another {field} (not repeated here: it could be a secret)")
+    }
 }
 
 /// Fails with [`Error::InputTooLarge`] when `size` is over [`MAX_INPUT_BYTES`].
@@ -118,11 +156,18 @@ fn yaml_error(e: &serde_saphyr::Error, what: &str) -> Error {
                     ),
                 };
             }
-            // Field-name messages are safe and helpful; anything quoting a value is not.
-            let safe = ["unknown field", "missing field", "duplicate field"]
-                .iter()
-                .find(|p| text.contains(*p))
-                .and_then(|_| text.split('`').nth(1).map(|f| format!(" (field `{f}`)")));
+            // Names from our schema (a missing or duplicate field, the fields an object may have)
+            // are safe and helpful. The name of an unknown field is input: a misplaced line of a
+            // value can put a secret exactly there, so it is never repeated; the message lists the
+            // fields allowed instead, and names the one it is a typo of when it is that close.
+            let safe = if text.contains("unknown field") {
+                Some(unknown_field_hint(&text))
+            } else {
+                ["missing field", "duplicate field"]
+                    .iter()
+                    .find(|p| text.contains(*p))
+                    .and_then(|_| text.split('`').nth(1).map(|f| format!(" (field `{f}`)")))
+            };
             let kind = if text.contains("unknown field") {
                 "unknown field"
             } else if text.contains("missing field") {
@@ -144,6 +189,49 @@ fn yaml_error(e: &serde_saphyr::Error, what: &str) -> Error {
         what: what.to_owned(),
         detail,
     }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the allowed fields, and `did you mean`
+/// when `x` is one or two edits from one of them. `x` itself is never part of the result.
+fn unknown_field_hint(text: &str) -> String {
+    let unknown = text.split('`').nth(1).unwrap_or("");
+    let list = text
+        .split_once("expected ")
+        .map_or("", |(_, rest)| rest.split(" at line").next().unwrap_or(""));
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    let expected: Vec<&str> = list
+        .split([',', ' '])
+        .map(|f| f.trim_matches('`'))
+        .filter(|f| !f.is_empty() && *f != "or")
+        .collect();
+    if expected.is_empty() {
+        return String::new();
+    }
+    let close = expected
+        .iter()
+        .find(|f| edit_distance(unknown, f) <= 2)
+        .map(|f| format!("did you mean `{f}`? "))
+        .unwrap_or_default();
+    format!(" ({close}allowed here: {})", expected.join(", "))
+}
+
+/// Levenshtein distance, for short field names only.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() > 64 || b.len() > 64 {
+        return usize::MAX;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Quotes `s` as a JSON string with every non-ASCII or non-printable character escaped. The result
@@ -243,6 +331,26 @@ pub fn push_literal_block(out: &mut String, text: &str, indent: usize) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn an_unknown_field_is_named_only_through_the_schema() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            metadata: Option<u8>,
+            kind: Option<String>,
+        }
+        let typo = parse::<S>("metdata: 1\n", "x").unwrap_err().to_string();
+        assert!(typo.contains("did you mean `metadata`?"), "{typo}");
+        assert!(typo.contains("allowed here: metadata, kind"), "{typo}");
+        assert!(typo.contains("line 1"), "{typo}");
+        let stray = parse::<S>("hunter2-canary: 1\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(!stray.contains("hunter2"), "{stray}");
+        assert!(stray.contains("allowed here: metadata, kind"), "{stray}");
+    }
 
     #[test]
     fn quote_round_trips_through_the_parser() {
