@@ -22,6 +22,8 @@ fn default_operator() -> OperatorSettings {
             approle_mount: "approle".into(),
             audience: "vault".into(),
             tls_skip_verify: false,
+            namespace: None,
+            allowed_namespaces: Vec::new(),
         }),
         aws: Some(AwsSettings {
             region: "eu-west-1".into(),

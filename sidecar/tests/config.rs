@@ -23,6 +23,8 @@ fn operator() -> OperatorSettings {
             approle_mount: "approle".into(),
             audience: "vault".into(),
             tls_skip_verify: false,
+            namespace: None,
+            allowed_namespaces: Vec::new(),
         }),
         aws: Some(AwsSettings {
             region: "us-east-1".into(),
@@ -405,4 +407,47 @@ fn every_documented_key_is_accepted_by_the_parser() {
             }
         }
     }
+}
+
+/// `hush.dev/vault-namespace`: only a namespace on the operator's `vault.allowedNamespaces`, and
+/// the operator's `vault.namespace` when the pod chooses none.
+#[test]
+fn vault_namespace_comes_from_the_operator_allowlist() {
+    let pod = |ns: Option<&str>| {
+        let mut a = map(&[
+            ("hush.dev/inject", "true"),
+            ("hush.dev/role", "app"),
+            ("hush.dev/secret-db", "vault:secret/data/db#password"),
+        ]);
+        if let Some(ns) = ns {
+            a.insert("hush.dev/vault-namespace".into(), ns.into());
+        }
+        a
+    };
+    let mut op = operator();
+    let none = SidecarConfig::from_annotations(&pod(Some("team-a")), "prod", &op)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        none.contains("hush.dev/vault-namespace") && none.contains("allowed: none"),
+        "{none}"
+    );
+    let vault = op.vault.as_mut().unwrap();
+    vault.namespace = Some("platform".into());
+    vault.allowed_namespaces = vec!["team-a".into(), "org/team-b".into()];
+    let chosen = SidecarConfig::from_annotations(&pod(Some("org/team-b")), "prod", &op).unwrap();
+    assert_eq!(chosen.vault_namespace(), Some("org/team-b"));
+    let default = SidecarConfig::from_annotations(&pod(None), "prod", &op).unwrap();
+    assert_eq!(default.vault_namespace(), Some("platform"));
+    let denied = SidecarConfig::from_annotations(&pod(Some("team-c")), "prod", &op)
+        .unwrap_err()
+        .to_string();
+    assert!(denied.contains("allowed: team-a, org/team-b"), "{denied}");
+    let malformed = SidecarConfig::from_annotations(&pod(Some("a//b")), "prod", &op)
+        .unwrap_err()
+        .to_string();
+    assert!(malformed.contains("segments of"), "{malformed}");
+    // The choice survives HUSH_CONFIG, and the sidecar re-checks it.
+    let back = SidecarConfig::from_json(&chosen.to_json()).unwrap();
+    assert_eq!(back.vault_namespace(), Some("org/team-b"));
 }

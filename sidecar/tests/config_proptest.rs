@@ -20,6 +20,8 @@ fn operator(allow_signal: bool, fs_group: Option<i64>) -> OperatorSettings {
             approle_mount: "approle".into(),
             audience: "vault".into(),
             tls_skip_verify: false,
+            namespace: None,
+            allowed_namespaces: Vec::new(),
         }),
         aws: Some(AwsSettings {
             region: "eu-west-1".into(),

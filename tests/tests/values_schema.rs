@@ -17,7 +17,7 @@ const BLESS: &str = "HUSH_BLESS=1 cargo test --workspace --locked --test values_
 
 /// Where each operator field lives in values.yaml: (operator path, values path, empty = unset).
 /// Empty strings in values mean "no Vault" / "no AWS" / "none", so those values also accept "".
-const IN_VALUES: [(&str, &str, bool); 13] = [
+const IN_VALUES: [(&str, &str, bool); 15] = [
     ("metricsPort", "sidecar.metricsPort", false),
     (
         "fetchDeadlineSeconds",
@@ -37,6 +37,8 @@ const IN_VALUES: [(&str, &str, bool); 13] = [
     ("vault.authMount", "vault.authMount", false),
     ("vault.approleMount", "vault.approleMount", false),
     ("vault.audience", "vault.audience", false),
+    ("vault.namespace", "vault.namespace", true),
+    ("vault.allowedNamespaces", "vault.allowedNamespaces", false),
     ("aws.region", "aws.region", true),
     ("aws.endpoint", "aws.endpoint", true),
 ];

@@ -195,6 +195,18 @@ const TABLE: &[Annotation] = &[
         ..ROW
     },
     Annotation {
+        key: "hush.dev/vault-namespace",
+        values: "Vault Enterprise / OpenBao namespace path, e.g. `team-a` or `org/team-a`",
+        default: "(the operator's `vault.namespace`, else the root namespace)",
+        description: "The namespace every Vault request of this pod goes to, login included. Must be on the operator's `vault.allowedNamespaces`.",
+        field: "vaultNamespace",
+        parse: Parse::Pod(|v, c| {
+            c.vault_namespace = Some(v.to_string());
+            Ok(())
+        }),
+        ..ROW
+    },
+    Annotation {
         key: "hush.dev/vault-auth",
         values: "`kubernetes` | `approle` | `token`",
         default: "`kubernetes`",

@@ -84,6 +84,18 @@ pub struct VaultSettings {
     /// Disables TLS verification. Operator only; never settable from an annotation.
     #[serde(default)]
     pub tls_skip_verify: bool,
+    /// Vault Enterprise / OpenBao namespace of every request (login included) of pods that set no
+    /// `hush.dev/vault-namespace`; the root namespace when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(MOUNT_PATTERN), length(max = 256))
+    )]
+    pub namespace: Option<String>,
+    /// The namespaces a pod may choose with `hush.dev/vault-namespace` (as the allowed roles are
+    /// an allowlist); empty means pods cannot choose one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_namespaces: Vec<String>,
 }
 
 impl VaultSettings {
@@ -96,6 +108,8 @@ impl VaultSettings {
             approle_mount: default_approle_mount(),
             audience: default_vault_audience(),
             tls_skip_verify: false,
+            namespace: None,
+            allowed_namespaces: Vec::new(),
         }
     }
 }
@@ -244,6 +258,12 @@ impl OperatorSettings {
             check_mount(&v.auth_mount).map_err(|r| bad("vault.authMount", r))?;
             check_mount(&v.approle_mount).map_err(|r| bad("vault.approleMount", r))?;
             check_audience(&v.audience).map_err(|r| bad("vault.audience", r))?;
+            if let Some(ns) = &v.namespace {
+                check_vault_namespace(ns).map_err(|r| bad("vault.namespace", r))?;
+            }
+            for ns in &v.allowed_namespaces {
+                check_vault_namespace(ns).map_err(|r| bad("vault.allowedNamespaces", r))?;
+            }
         }
         if let Some(a) = &self.aws {
             if a.region.is_empty()
@@ -525,6 +545,10 @@ pub struct SidecarConfig {
     /// IAM role for web identity.
     #[serde(default)]
     pub aws_role_arn: Option<String>,
+    /// The Vault namespace this pod chose (`hush.dev/vault-namespace`), from the operator's
+    /// allowlist; see [`SidecarConfig::vault_namespace`] for the one in effect.
+    #[serde(default)]
+    pub vault_namespace: Option<String>,
     /// Revoke leases and the token on SIGTERM (sidecar mode only).
     pub revoke_on_shutdown: bool,
     /// The operator's settings.
@@ -582,6 +606,7 @@ impl SidecarConfig {
             containers: None,
             mount_path: paths::DEFAULT_APP_MOUNT_PATH.to_string(),
             aws_role_arn: None,
+            vault_namespace: None,
             revoke_on_shutdown: true,
             operator: operator.clone(),
         }
@@ -734,6 +759,11 @@ impl SidecarConfig {
         {
             bad("credentialsSecret", r);
         }
+        if let Some(ns) = &self.vault_namespace
+            && let Err(r) = check_pod_vault_namespace(ns, self.operator.vault.as_ref())
+        {
+            bad("vaultNamespace", r);
+        }
         // Whether this pod uses Vault: an invalid `secret-` annotation that names vault: counts.
         let vault = self.has_vault() || unparsed.vault_hint;
         if (vault || !unparsed.files_incomplete)
@@ -839,6 +869,13 @@ impl SidecarConfig {
         self.sources_of_kind(SourceKind::Sealed).next().is_some()
     }
 
+    /// The Vault namespace in effect: the pod's choice, else the operator's default.
+    pub fn vault_namespace(&self) -> Option<&str> {
+        self.vault_namespace
+            .as_deref()
+            .or_else(|| self.operator.vault.as_ref()?.namespace.as_deref())
+    }
+
     /// The sealed ConfigMaps to mount under [`paths::SEALED_DIR`].
     pub fn sealed_configmaps(&self) -> BTreeSet<String> {
         self.files
@@ -933,6 +970,55 @@ pub(crate) fn check_mode_bits(mode: u32) -> Result<(), String> {
         return Err(format!("{mode:04o} is not readable by its owner"));
     }
     Ok(())
+}
+
+/// A Vault namespace path: 1 to 256 characters, segments of `[A-Za-z0-9._-]` joined by `/`.
+pub(crate) fn check_vault_namespace(ns: &str) -> Result<(), String> {
+    if ns.is_empty() || ns.len() > 256 {
+        return Err("a Vault namespace must be 1 to 256 characters long".into());
+    }
+    if ns.split('/').any(|s| {
+        s.is_empty()
+            || s == "."
+            || s == ".."
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }) {
+        return Err(
+            "a Vault namespace is segments of [A-Za-z0-9._-] joined by '/', with no empty, '.' or '..' segment"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A pod's `hush.dev/vault-namespace`: valid, and on the operator's `vault.allowedNamespaces`.
+fn check_pod_vault_namespace(ns: &str, vault: Option<&VaultSettings>) -> Result<(), String> {
+    check_vault_namespace(ns)?;
+    let Some(v) = vault else {
+        return Err(NO_VAULT.into());
+    };
+    if v.allowed_namespaces.iter().any(|a| a == ns) {
+        return Ok(());
+    }
+    let mut list: Vec<&str> = v
+        .allowed_namespaces
+        .iter()
+        .take(10)
+        .map(String::as_str)
+        .collect();
+    if v.allowed_namespaces.len() > 10 {
+        list.push("...");
+    }
+    Err(format!(
+        "Vault namespace \"{ns}\" is not allowed; allowed: {} (the operator's vault.allowedNamespaces)",
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    ))
 }
 
 /// A Vault role name as the parser and the injector accept it: 1 to 128 of `[A-Za-z0-9._-]`.

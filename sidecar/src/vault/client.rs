@@ -178,7 +178,7 @@ pub(crate) struct Vault {
 
 impl Vault {
     /// Builds the client from the operator's settings.
-    pub(crate) fn new(s: &VaultSettings) -> Result<Vault> {
+    pub(crate) fn new(s: &VaultSettings, namespace: Option<&str>) -> Result<Vault> {
         let bad = |reason: String| Error::Config {
             field: "operator.vault".into(),
             reason,
@@ -218,7 +218,8 @@ impl Vault {
             token: String::new(),
             version: "v1".into(),
             wrap: None,
-            namespace: None,
+            // vaultrs adds it as `X-Vault-Namespace` to every request, ours too (`request`).
+            namespace: namespace.map(str::to_string),
         };
         let http = rustify::clients::reqwest::Client::new(settings.address.as_str(), http);
         Ok(Vault {

@@ -91,7 +91,7 @@ impl VaultProvider {
             _ => settings.auth_mount.clone(),
         };
         Ok(VaultProvider {
-            vault: Vault::new(settings)?,
+            vault: Vault::new(settings, cfg.vault_namespace())?,
             login: Login {
                 method: cfg.auth,
                 role: cfg.role.clone(),

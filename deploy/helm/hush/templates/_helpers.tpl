@@ -107,6 +107,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if $v.vault.caPem -}}
 {{- $_ := set $vault "caPem" $v.vault.caPem -}}
 {{- end -}}
+{{- if $v.vault.namespace -}}
+{{- $_ := set $vault "namespace" $v.vault.namespace -}}
+{{- end -}}
+{{- if $v.vault.allowedNamespaces -}}
+{{- $_ := set $vault "allowedNamespaces" $v.vault.allowedNamespaces -}}
+{{- end -}}
 {{- $_ := set $operator "vault" $vault -}}
 {{- end -}}
 {{- if $v.aws.region -}}
