@@ -971,6 +971,93 @@ async fn approle_credentials_come_from_the_mounted_secret() {
     );
 }
 
+/// Vault Enterprise / OpenBao namespaces: a pod with `hush.dev/vault-namespace` (on the operator's
+/// allowlist) logs in and reads inside that namespace. The same path in the root namespace holds
+/// another value, so a request that went to the wrong namespace fails the test.
+#[tokio::test]
+async fn a_pod_reads_inside_its_vault_namespace() {
+    let fx = Fixture::new("").await;
+    fx.put("shared", &[("v", "root-value")]);
+    let ns = unique_name("vns");
+    let in_ns = format!("-namespace={ns}");
+    bao_ok(&fx.env, &["namespace", "create", &ns]);
+    bao_ok(
+        &fx.env,
+        &["secrets", "enable", &in_ns, "-path=secret", "kv-v2"],
+    );
+    bao_ok(
+        &fx.env,
+        &[
+            "kv",
+            "put",
+            &in_ns,
+            &fx.kv_path("shared"),
+            "v=namespace-value",
+        ],
+    );
+    let prefix = &fx.prefix;
+    let policy = format!(
+        r#"path "secret/data/{prefix}/*" {{ capabilities = ["read"] }}
+path "secret/metadata/{prefix}/*" {{ capabilities = ["read"] }}
+path "secret/detailed-metadata/{prefix}/*" {{ capabilities = ["list"] }}"#
+    );
+    bao_stdin(
+        &fx.env,
+        &["policy", "write", &in_ns, "reader", "-"],
+        &policy,
+    );
+    let token = bao_ok(
+        &fx.env,
+        &[
+            "token",
+            "create",
+            &in_ns,
+            "-policy=reader",
+            "-ttl=1h",
+            "-field=token",
+        ],
+    );
+    let creds = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("app-vault-token".into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            "token".to_string(),
+            token.trim().to_string(),
+        )])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(fx.client.clone(), &fx.ns)
+        .create(&PostParams::default(), &creds)
+        .await
+        .unwrap();
+    let mut cfg = fx.config(
+        vec![file(
+            "v",
+            &format!("vault:{}#v", fx.kv_path("shared")),
+            0o444,
+        )],
+        600,
+        OnChange::None,
+    );
+    cfg.auth = VaultAuth::Token;
+    cfg.role = None;
+    cfg.credentials_secret = Some("app-vault-token".into());
+    cfg.vault_namespace = Some(ns.clone());
+    cfg.operator
+        .vault
+        .as_mut()
+        .unwrap()
+        .allowed_namespaces
+        .push(ns.clone());
+    cfg.validate().expect("the test config is valid");
+    let mut sc = fx.start(&cfg, "once", &[]).await;
+    let st = sc.wait_exit().await;
+    assert!(st.success(), "logs:\n{}", sc.logs());
+    assert_eq!(sc.read_string("v").as_deref(), Some("namespace-value"));
+}
+
 #[tokio::test]
 async fn a_revoked_token_leads_to_a_fresh_login() {
     let fx = Fixture::new("").await;
