@@ -47,6 +47,18 @@ use hush_config::{AwsSettings, AwsStage, Format, SidecarConfig, SourceKind, Sour
 
 /// Store name in errors and logs.
 const STORE: &str = "aws";
+/// Wipes the plaintext of a `BatchGetSecretValue` entry we do not keep: an unchanged secret (the
+/// call returns every value, changed or not), or one nobody asked for. Without this, each unchanged
+/// refresh would free a fresh plaintext copy of every AWSCURRENT secret into the heap.
+fn wipe(mut e: aws_sdk_secretsmanager::types::SecretValueEntry) {
+    if let Some(s) = e.secret_string.take() {
+        drop(Zeroizing::new(s));
+    }
+    if let Some(b) = e.secret_binary.take() {
+        drop(Zeroizing::new(b.into_inner()));
+    }
+}
+
 /// `BatchGetSecretValue` accepts at most 20 ids per call.
 pub(crate) const BATCH_SIZE: usize = 20;
 /// Largest web-identity token file read (a projected token is about 1 KiB).
@@ -431,6 +443,7 @@ impl AwsProvider {
                 let e = entries.swap_remove(pos);
                 let unchanged = matches!(version, Version::Opaque(v) if Some(v.as_str()) == e.version_id.as_deref());
                 if unchanged {
+                    wipe(e);
                     results.push((i, Ok(Check::Unchanged)));
                     continue;
                 }
@@ -465,6 +478,7 @@ impl AwsProvider {
                 results.push((i, Ok(Check::Changed)));
             }
         }
+        entries.into_iter().for_each(wipe);
         Ok(results)
     }
 
