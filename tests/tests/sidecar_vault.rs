@@ -251,10 +251,11 @@ fn audited_requests(env: &TestEnv, offset: u64) -> Vec<(String, String)> {
 }
 
 /// The cheap refresh, counted on the wire by OpenBao itself: with nothing changed, a cycle sends
-/// one `detailed-metadata` LIST per directory and reads no secret data, so a regression to data
-/// reads (or to one request per secret) fails here.
+/// one request per directory (a `detailed-metadata` LIST, or the metadata of a directory's only
+/// secret) and reads no secret data, so a regression to data reads (or to one request per secret)
+/// fails here.
 #[tokio::test]
-async fn an_unchanged_cycle_sends_one_list_per_directory_and_reads_no_data() {
+async fn an_unchanged_cycle_sends_one_request_per_directory_and_reads_no_data() {
     let fx = Fixture::new("").await;
     fx.put("a/one", &[("v", "1")]);
     fx.put("a/two", &[("v", "2")]);
@@ -297,22 +298,29 @@ async fn an_unchanged_cycle_sends_one_list_per_directory_and_reads_no_data() {
         .iter()
         .filter(|(_, p)| p.starts_with("secret/data/"))
         .count();
-    let lists = ours
-        .iter()
-        .filter(|(op, p)| op == "list" && p.starts_with("secret/detailed-metadata/"))
-        .count();
     assert_eq!(
         data_reads, 0,
         "no secret data read on unchanged cycles: {ours:?}"
     );
+    // Directory a/ holds two secrets: one LIST of its detailed metadata checks both. Directory
+    // b/ holds one: its metadata is read, also one request.
+    let a_dir = format!("secret/detailed-metadata/{}/a/", fx.prefix);
+    let b_meta = format!("secret/metadata/{}/b/three", fx.prefix);
+    let count = |op: &str, path: &str| ours.iter().filter(|(o, p)| o == op && p == path).count();
     assert_eq!(
-        lists, 6,
-        "one LIST per directory (2) per cycle (3): {ours:?}"
+        count("list", &a_dir),
+        3,
+        "one LIST of a/ per cycle: {ours:?}"
+    );
+    assert_eq!(
+        count("read", &b_meta),
+        3,
+        "one metadata read of b/three per cycle: {ours:?}"
     );
     assert_eq!(
         ours.len(),
         6,
-        "nothing else sent about the secrets: {ours:?}"
+        "one request per directory (2) per cycle (3), nothing else: {ours:?}"
     );
     assert_eq!(sc.read_string("b-three").as_deref(), Some("3"));
     sc.signal(Signal::TERM);
