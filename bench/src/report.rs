@@ -69,7 +69,10 @@ pub fn today() -> String {
 
 /// The machine in one sentence: cores, CPU model, load average now.
 pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // All CPUs of the machine, not this (pinned) process's share of them.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

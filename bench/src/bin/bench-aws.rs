@@ -201,7 +201,12 @@ async fn main() -> Result<()> {
         ),
         (
             "CPU per unchanged cycle".into(),
-            format!("{:.1} ms", cpu.as_secs_f64() * 1000.0 / n_cycles as f64),
+            format!(
+                "{:.1} ms ({:.0} ms over {n_cycles} cycles; /proc/PID/stat counts {} ms ticks)",
+                cpu.as_secs_f64() * 1000.0 / n_cycles as f64,
+                cpu.as_secs_f64() * 1000.0,
+                1000 / proc::ticks_per_second().max(1)
+            ),
         ),
     ];
     for (k, v) in rows {

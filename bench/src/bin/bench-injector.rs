@@ -288,7 +288,8 @@ fn render(
          with Hush's patch bytes, so the answers have the same size ({hb} bytes for Hush, {fb} for the \
          floor). Peer: vault-k8s is not served by the Go module proxy (403 for every version), so it \
          could not be built here; no number is given for it.\n\n{table}\n\
-         Ratios from the same run (below 1: Hush uses less):\n\n{ratios}\n{hm}\n{fm}\n\n\
+         Ratios from the same run (latency, RSS and CPU: below 1 means Hush uses less; achieved \
+         req/s: below 1 means Hush served fewer):\n\n{ratios}\n{hm}\n{fm}\n\n\
          Goals (issue 4): p99 under 1 ms at 2,000 req/s; RSS under 15 MB. Method: \
          [docs/benchmarks.md](../../docs/benchmarks.md). Stable per-admission instruction counts: \
          [callgrind.md](callgrind.md).\n",

@@ -336,7 +336,7 @@ async fn main() -> Result<()> {
 fn render(args: &Args, r: &[Result1]) -> String {
     let mut t = Table::new(&[
         "program",
-        "time to first secrets (direct, median of 5)",
+        &format!("time to first secrets (direct, median of {})", args.runs),
         "time to first secrets (through the proxy)",
         "steady RSS",
         "steady anon",
