@@ -45,8 +45,10 @@ struct Args {
     /// Admissions in the injector's measured run.
     #[arg(long, default_value_t = 200)]
     admissions: u64,
-    /// Unchanged cycles in the sidecar's measured run.
-    #[arg(long, default_value_t = 20)]
+    /// Unchanged cycles in the sidecar's measured run. Many, because the two runs' start-ups
+    /// (dominated by aws-lc's jitter-entropy seeding) differ by a few hundred thousand
+    /// instructions, and that difference is divided by this number.
+    #[arg(long, default_value_t = 100)]
     cycles: u32,
     /// Write callgrind.tsv and callgrind.md into this directory.
     #[arg(long)]
@@ -267,7 +269,7 @@ async fn sidecar(work: &Path, cycles: u32) -> Result<Sidecar> {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 // The answer is processed and the (unchanged) set compared after the request.
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(Duration::from_millis(200));
             }
             Ok(())
         });
@@ -482,7 +484,14 @@ async fn main() -> Result<()> {
              executed, all threads). Machine: {machine}. Unlike times, these barely move with the load, so \
              they are committed in [callgrind.tsv](callgrind.tsv) and `scripts/bench-check` fails if one \
              grows more than 10%. Floors are informative and not checked. Method: \
-             [docs/benchmarks.md](../../docs/benchmarks.md).\n\n{table}",
+             [docs/benchmarks.md](../../docs/benchmarks.md).\n\n{table}\n\
+             Where the instructions go (callgrind_annotate --inclusive=yes on the floor's profile): \
+             about 420 million of a sidecar start's instructions, for Hush and the floor alike, are one \
+             `pthread_once` inside aws-lc: the one-time seeding of its tree DRBG from CPU jitter entropy \
+             (`tree_jitter_initialize_once`, aws-lc-sys 0.47), which any process on this TLS stack pays \
+             on its first random number. What Hush adds on top of the floor is about 1 million \
+             instructions. `hush seal` takes its randomness from the OS (age), so it does not pay it; \
+             its cost is one X25519 per key (the floor, `age`, does one per file).\n",
             date = today(),
             machine = machine(),
             table = t.markdown(),
@@ -491,7 +500,11 @@ async fn main() -> Result<()> {
     }
     std::fs::remove_dir_all(&work).context("removing the work directory")?;
     if failed {
-        bail!("a callgrind figure is more than 10% above the committed one");
+        eprintln!(
+            "a callgrind figure is more than 10% above the committed one; if that is intended, \
+             rerun scripts/bench-callgrind and commit bench/results/callgrind.{{tsv,md}}"
+        );
+        std::process::exit(1);
     }
     Ok(())
 }
