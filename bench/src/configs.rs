@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hush_config::SidecarConfig;
-use hush_config::config::{
+use hush_config::{
     AwsSettings, AwsStage, FileSpec, Format, OperatorSettings, SourceRef, VaultAuth, VaultSettings,
 };
 
