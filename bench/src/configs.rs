@@ -161,6 +161,18 @@ pub fn sealer_values(n: usize, size: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The values' bytes one after another: what the `age` floor encrypts, the same plaintext as the
+/// sealed Secret's.
+pub fn write_concatenated(path: &Path, values: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    std::fs::write(
+        path,
+        values
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect::<Vec<u8>>(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,3 +213,22 @@ pub fn wait_listening(
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+/// `hush keygen -o key` with the `hush` binary at `hush`: the identity file's text and its public
+/// key (`age1...`).
+pub fn keygen(hush: &Path, key: &Path) -> Result<(String, String)> {
+    let kg = Command::new(hush)
+        .arg("keygen")
+        .arg("-o")
+        .arg(key)
+        .output()?;
+    if !kg.status.success() {
+        bail!("hush keygen failed");
+    }
+    let identity = std::fs::read_to_string(key)?;
+    let recipient = identity
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .context("no public key in the keygen output")?
+        .to_string();
+    Ok((identity, recipient))
+}

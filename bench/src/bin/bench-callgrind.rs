@@ -213,14 +213,17 @@ async fn sidecar(work: &Path, cycles: u32) -> Result<Sidecar> {
     let root = work.join("sidecar-once");
     let out = work.join("cg.sidecar.once");
     let log = out.with_extension("log");
+    let sidecar_under_callgrind = |out: &Path, root: &Path, token: &str| {
+        configs::sidecar_command(
+            callgrind::command(&bin, out),
+            &cfg,
+            root,
+            free_port()?,
+            Some(token),
+        )
+    };
     let token = bao.token(&prefix).await?;
-    let mut cmd = configs::sidecar_command(
-        callgrind::command(&bin, &out),
-        &cfg,
-        &root,
-        free_port()?,
-        Some(&token),
-    )?;
+    let mut cmd = sidecar_under_callgrind(&out, &root, &token)?;
     cmd.arg("once");
     let mut child = spawn_logged(&mut cmd, &log)?;
     let st = tokio::task::block_in_place(|| child.wait())?;
@@ -237,13 +240,7 @@ async fn sidecar(work: &Path, cycles: u32) -> Result<Sidecar> {
         let out = work.join(format!("cg.sidecar.run.{m}"));
         let log = out.with_extension("log");
         let token = bao.token(&prefix).await?;
-        let mut cmd = configs::sidecar_command(
-            callgrind::command(&bin, &out),
-            &cfg,
-            &root,
-            free_port()?,
-            Some(&token),
-        )?;
+        let mut cmd = sidecar_under_callgrind(&out, &root, &token)?;
         cmd.arg("run");
         let t0 = Instant::now();
         let mut child = spawn_logged(&mut cmd, &log)?;
@@ -333,19 +330,7 @@ fn seal(work: &Path) -> Result<Seal> {
     eprintln!("==> callgrind: hush seal, 1,000 keys x 64 B");
     let hush = workspace_bin("hush")?;
     let key = work.join("key.txt");
-    let kg = std::process::Command::new(&hush)
-        .arg("keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()?;
-    if !kg.status.success() {
-        bail!("hush keygen failed");
-    }
-    let recipient = std::fs::read_to_string(&key)?
-        .split_whitespace()
-        .find(|w| w.starts_with("age1"))
-        .context("no public key in the keygen output")?
-        .to_string();
+    let (_, recipient) = hush_bench::run::keygen(&hush, &key)?;
     let values = configs::sealer_values(1000, 64);
     let src = work.join("secret.yaml");
     std::fs::write(&src, configs::secret_manifest("bench", "bench", &values))?;
@@ -364,13 +349,7 @@ fn seal(work: &Path) -> Result<Seal> {
     let hush_total = callgrind::total(&out)?;
     // The floor: age on the same plaintext bytes (a Go program; best effort under valgrind).
     let raw = work.join("secret.raw");
-    std::fs::write(
-        &raw,
-        values
-            .iter()
-            .flat_map(|(_, v)| v.iter().copied())
-            .collect::<Vec<u8>>(),
-    )?;
+    configs::write_concatenated(&raw, &values)?;
     let out = work.join("cg.age");
     let mut cmd = callgrind::command(Path::new("/usr/bin/age"), &out);
     cmd.args(["-a", "-r", &recipient, "-o"])

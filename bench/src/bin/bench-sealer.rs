@@ -124,20 +124,7 @@ fn main() -> Result<()> {
         bail!("the age CLI is missing: scripts/test-env up installs it (Debian's age)");
     }
     let key = work.join("key.txt");
-    let kg = Command::new(&hush)
-        .arg("keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()?;
-    if !kg.status.success() {
-        bail!("hush keygen failed");
-    }
-    let identity = std::fs::read_to_string(&key)?;
-    let recipient = identity
-        .split_whitespace()
-        .find(|w| w.starts_with("age1"))
-        .context("no public key in the keygen output")?
-        .to_string();
+    let (_, recipient) = hush_bench::run::keygen(&hush, &key)?;
     // kubeseal's certificate: RSA 4096, self-signed, like the controller's.
     let (cert, priv_key) = (work.join("kubeseal.crt"), work.join("kubeseal.key"));
     if args.kubeseal.is_some() {
@@ -180,13 +167,7 @@ fn main() -> Result<()> {
         let src = work.join(format!("{slug}.yaml"));
         std::fs::write(&src, secret_manifest("bench", "bench", &values))?;
         let raw = work.join(format!("{slug}.raw"));
-        std::fs::write(
-            &raw,
-            values
-                .iter()
-                .flat_map(|(_, v)| v.iter().copied())
-                .collect::<Vec<u8>>(),
-        )?;
+        hush_bench::configs::write_concatenated(&raw, &values)?;
         let plain: usize = values.iter().map(|(_, v)| v.len()).sum();
         let runs = if size >= 1 << 20 {
             (args.runs / 2).max(3)
