@@ -108,9 +108,9 @@ pub fn sidecar_command(
     }
     cmd.env_clear()
         .env(hush_contract::env::CONFIG, cfg.to_json())
-        .env("HUSH_ROOT", root)
-        .env("HUSH_METRICS_ADDR", metrics.to_string())
-        .env("HUSH_LOG", "warn")
+        .env(hush_contract::env::ROOT, root)
+        .env(hush_contract::env::METRICS_ADDR, metrics.to_string())
+        .env(hush_contract::env::LOG, "warn")
         .env("PATH", "/usr/bin:/bin");
     Ok(cmd)
 }

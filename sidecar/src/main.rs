@@ -19,7 +19,7 @@ struct Cli {
     /// the HTTP libraries' own error events, which repeat what the sidecar reports.
     #[arg(
         long,
-        env = "HUSH_LOG",
+        env = hush_contract::env::LOG,
         global = true,
         default_value = "info,rustify=off,vaultrs=off"
     )]

@@ -29,9 +29,9 @@ use hush_contract::paths;
 pub(crate) const MARKER: &str = "started";
 /// Test and development override: every fixed path under `/hush` is resolved under this directory
 /// instead. The injector never sets it.
-pub(crate) const ROOT_ENV: &str = "HUSH_ROOT";
+pub(crate) const ROOT_ENV: &str = hush_contract::env::ROOT;
 /// Test override of the metrics listen address (default `0.0.0.0:<operator metricsPort>`).
-pub(crate) const METRICS_ADDR_ENV: &str = "HUSH_METRICS_ADDR";
+pub(crate) const METRICS_ADDR_ENV: &str = hush_contract::env::METRICS_ADDR;
 
 /// Read access to the process environment.
 pub trait Env {

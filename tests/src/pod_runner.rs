@@ -774,7 +774,10 @@ pub async fn run_container(client: &Client, pod: &Pod, spec: RunSpec) -> Running
     // Env, command and args.
     let mut env = ctx.env(container).await;
     if sandbox == Sandbox::Remapped {
-        env.insert("HUSH_ROOT".into(), root.join("fs").display().to_string());
+        env.insert(
+            hush_contract::env::ROOT.into(),
+            root.join("fs").display().to_string(),
+        );
     }
     for (k, v) in &spec.extra_env {
         env.insert(k.clone(), v.clone());

@@ -218,7 +218,10 @@ impl SidecarPod {
             .expect("loopback address");
         let mut extra_env = BTreeMap::from([
             ("HUSH_CONFIG".to_string(), l.cfg.to_json()),
-            ("HUSH_METRICS_ADDR".to_string(), metrics.to_string()),
+            (
+                hush_contract::env::METRICS_ADDR.to_string(),
+                metrics.to_string(),
+            ),
         ]);
         extra_env.extend(l.extra_env);
         let run = run_container(

@@ -66,6 +66,13 @@ pub mod env {
     pub const AWS_REGION: &str = "AWS_REGION";
     /// The operator's endpoint override (tests and the demo).
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// The sidecar's log filter (`tracing` env-filter syntax); also the `hush` CLI's.
+    pub const LOG: &str = "HUSH_LOG";
+    /// Tests and benchmarks only: re-roots every fixed path of the sidecar under this directory.
+    pub const ROOT: &str = "HUSH_ROOT";
+    /// Tests and benchmarks only: the metrics listener's `<ip>:<port>` instead of the operator's
+    /// port on all addresses.
+    pub const METRICS_ADDR: &str = "HUSH_METRICS_ADDR";
 }
 
 /// Volumes the injector adds. Pods may not use the [`RESERVED_PREFIX`](volumes::RESERVED_PREFIX).
