@@ -1196,7 +1196,11 @@ async fn case_webhook(ctx: &Ctx, scale: Scale) -> Result<Row> {
                     let mut i = 0usize;
                     while !stop.load(Ordering::Relaxed) {
                         let (_, body) = &bodies[i % bodies.len()];
-                        let path = if i.is_multiple_of(2) { "/mutate" } else { "/validate" };
+                        let path = if i.is_multiple_of(2) {
+                            "/mutate"
+                        } else {
+                            "/validate"
+                        };
                         i += 1;
                         match wh.request(path, body, WEBHOOK_TIMEOUT) {
                             Ok((s, _, _)) if (400..500).contains(&s) => {
@@ -1402,6 +1406,70 @@ fn table(rows: &[Row], smoke: bool, seed: u64, took: Duration) -> String {
             r.figures.replace('|', "\\|").replace('\n', " ")
         ));
     }
+    s
+}
+
+/// The faults section of `out` with the rows of `rows` replaced (by case), or `fresh` if there is
+/// no earlier table to merge into.
+fn merge_rows(out: &Path, rows: &[Row], fresh: &str, seed: u64) -> String {
+    let Some(old) = std::fs::read_to_string(out).ok().and_then(|t| {
+        let b = t.find(FAULTS_BEGIN)? + FAULTS_BEGIN.len();
+        let e = t.find(FAULTS_END)?;
+        (b < e).then(|| t[b..e].trim_start_matches('\n').to_string())
+    }) else {
+        return fresh.to_string();
+    };
+    if !old.contains("| case | goal | result | figures |") {
+        return fresh.to_string();
+    }
+    let new_lines: Vec<String> = fresh
+        .lines()
+        .filter(|l| {
+            rows.iter()
+                .any(|r| l.starts_with(&format!("| {} |", r.case)))
+        })
+        .map(str::to_string)
+        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    let mut used = vec![false; new_lines.len()];
+    for l in old.lines() {
+        match new_lines
+            .iter()
+            .position(|n| n.split(" | ").next() == l.split(" | ").next() && l.starts_with("| "))
+        {
+            Some(i) => {
+                lines.push(new_lines[i].clone());
+                used[i] = true;
+            }
+            None => lines.push(l.to_string()),
+        }
+    }
+    // New cases go after the last row, and the rows stay in case order.
+    let last_row = lines
+        .iter()
+        .rposition(|l| l.starts_with("| "))
+        .map_or(lines.len(), |i| i + 1);
+    let mut tail = lines.split_off(last_row);
+    for (i, n) in new_lines.iter().enumerate() {
+        if !used[i] {
+            lines.push(n.clone());
+        }
+    }
+    let first_row = lines
+        .iter()
+        .position(|l| l.starts_with("|---"))
+        .map_or(0, |i| i + 1);
+    lines[first_row..].sort_by(|a, b| a.split(" | ").next().cmp(&b.split(" | ").next()));
+    lines.append(&mut tail);
+    let names: Vec<&str> = rows.iter().map(|r| r.case).collect();
+    lines.push(String::new());
+    lines.push(format!(
+        "Rows {} re-run on their own at {} UTC, seed {seed}.",
+        names.join(", "),
+        utc_now()
+    ));
+    let mut s = lines.join("\n");
+    s.push('\n');
     s
 }
 
@@ -1699,7 +1767,11 @@ async fn main() -> Result<()> {
             "bench/results/faults.md"
         })
     });
-    let text = table(&rows, args.smoke, seed, started.elapsed());
+    let mut text = table(&rows, args.smoke, seed, started.elapsed());
+    if !args.cases.is_empty() {
+        // A partial run replaces its own rows and keeps the others of the last run.
+        text = merge_rows(&out, &rows, &text, seed);
+    }
     write_section(&out, FAULTS_BEGIN, FAULTS_END, &text)?;
     print!("{text}");
     println!("written to {}", out.display());
