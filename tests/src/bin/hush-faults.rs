@@ -408,6 +408,11 @@ struct KillStats {
     bad_exits: usize,
     /// Runs whose set was mixed, torn or missing.
     broken: usize,
+    /// Signals sent while a new `..<timestamp>` directory was being filled, how many of those
+    /// ended with the new set, and aimed runs that saw no write start.
+    at_write: usize,
+    at_write_new: usize,
+    at_write_missed: usize,
     /// SIGTERMs that killed the process before its handler was installed, and the latest one.
     early_deaths: usize,
     early_max: Duration,
@@ -439,6 +444,9 @@ async fn kill_runs(
         leftovers_at_end: 0,
         bad_exits: 0,
         broken: 0,
+        at_write: 0,
+        at_write_new: 0,
+        at_write_missed: 0,
         early_deaths: 0,
         early_max: Duration::ZERO,
         window: Duration::ZERO,
@@ -479,11 +487,41 @@ async fn kill_runs(
         for n in &names {
             ctx.put(n, &synthetic_value(version, n, len)).await?;
         }
+        // Two runs in three aim at the write itself: the signal follows the moment a new
+        // `..<timestamp>` directory appears (the set is being filled) by up to 1.5 ms. The third
+        // lands anywhere in the window (start-up, login, fetches, write, after).
+        let at_write = i % 3 != 0;
+        let before = dot_entries(&dir);
         let mut sc = SidecarProcess::spawn(&ctx.sidecar_bin, "run", &cfg, &root, "sidecar.log")?;
-        let delay = rng.duration_upto(st.window);
-        std::thread::sleep(delay);
+        let spawned = Instant::now();
+        let mut hit_write = false;
+        let delay = if at_write {
+            let limit = st.window * 4;
+            while spawned.elapsed() < limit {
+                if dot_entries(&dir)
+                    .iter()
+                    .any(|e| !before.contains(e) && e != "..data" && e != "..data_tmp")
+                {
+                    hit_write = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            if !hit_write {
+                st.at_write_missed += 1;
+            }
+            std::thread::sleep(rng.duration_upto(Duration::from_micros(1500)));
+            spawned.elapsed()
+        } else {
+            let d = rng.duration_upto(st.window);
+            std::thread::sleep(d);
+            d
+        };
         sc.signal(sig);
         st.runs += 1;
+        if hit_write {
+            st.at_write += 1;
+        }
         match sc.wait_timeout(Duration::from_secs(30)) {
             None => {
                 st.bad_exits += 1;
@@ -516,9 +554,22 @@ async fn kill_runs(
         match view.consistent_version() {
             Ok(v) if v == version => {
                 st.new_set += 1;
+                if hit_write {
+                    st.at_write_new += 1;
+                }
                 previous = Some(v);
             }
-            Ok(v) if Some(v) == previous => st.old_set += 1,
+            Ok(v) if Some(v) == previous => {
+                st.old_set += 1;
+                if hit_write && sig == Signal::TERM {
+                    // A write had begun: SIGTERM must let it finish (README, "Modes").
+                    st.broken += 1;
+                    st.problems.push(format!(
+                        "run {i}: SIGTERM {} into a write left the previous set",
+                        ms(delay)
+                    ));
+                }
+            }
             Ok(v) => {
                 st.broken += 1;
                 st.problems.push(format!(
@@ -550,6 +601,18 @@ async fn kill_runs(
     Ok(st)
 }
 
+/// The `..`-prefixed entries of a volume root.
+fn dot_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn case_sigterm(ctx: &Ctx, scale: Scale, rng: &mut Rng) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (sig, n, case, tag) in [
@@ -564,7 +627,7 @@ async fn case_sigterm(ctx: &Ctx, scale: Scale, rng: &mut Rng) -> Result<Vec<Row>
         let st = kill_runs(ctx, tag, sig, n, rng).await?;
         let pass = st.problems.is_empty() && st.bad_exits == 0 && st.max_leftovers <= 2;
         let mut figures = format!(
-            "{} signals at uniform instants in [0, {}] after spawn (4 files × 192 KiB, new versions every run): after each, {} complete new sets, {} complete previous sets, {} mixed/partial/missing; max leftover `..` entries {} (at the end {}); {} bad exits",
+            "{} signals (one in three at a uniform instant in [0, {}] after spawn, two in three aimed at the write; 4 files × 192 KiB, new versions every run): after each, {} complete new sets, {} complete previous sets, {} mixed/partial/missing; max leftover `..` entries {} (at the end {}); {} bad exits",
             st.runs,
             ms(st.window),
             st.new_set,
@@ -574,6 +637,13 @@ async fn case_sigterm(ctx: &Ctx, scale: Scale, rng: &mut Rng) -> Result<Vec<Row>
             st.leftovers_at_end,
             st.bad_exits,
         );
+        figures.push_str(&format!(
+            "; {} signals sent 0 to 1.5 ms after a new `..<timestamp>` directory appeared (a write in progress): {} ended with the new set, {} with the previous one; {} aimed runs saw no write start",
+            st.at_write,
+            st.at_write_new,
+            st.at_write - st.at_write_new,
+            st.at_write_missed
+        ));
         if st.early_deaths > 0 {
             figures.push_str(&format!(
                 "; {} SIGTERMs (latest {} after exec) came before the handler was installed and ended the process with the default action (exit by signal; nothing fetched or written yet)",
