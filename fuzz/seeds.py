@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Writes the small seed corpus of the fuzz targets in fuzz/corpus/<target>/ from the repository's
-own fixtures (injector/testdata, sidecar/testdata/annotations). Run from the repository root:
-`python3 fuzz/seeds.py`. File names are content hashes, as libFuzzer names its own entries."""
+"""Writes the seed corpus of the fuzz targets in fuzz/corpus/<target>/ from the repository's own
+fixtures (injector/testdata, sidecar/testdata/annotations, and for sealed_parse the sealed-format
+vectors of sealer-cli/testdata, which are not committed twice). Run from the repository root:
+`python3 fuzz/seeds.py` (scripts/faults --fuzz does). File names are content hashes, as libFuzzer
+names its own entries, so running it again adds nothing."""
 import glob, hashlib, json, os, yaml
 
 def put(target, data):
@@ -59,3 +61,7 @@ for path in sorted(glob.glob("injector/testdata/*.patch.json")):
 
 for r in sorted(refs):
     put("source_ref", r)
+
+for path in sorted(glob.glob("sealer-cli/testdata/*/*")):
+    if os.path.isfile(path):
+        put("sealed_parse", open(path, "rb").read())
