@@ -822,7 +822,7 @@ async fn case_tmpfs(ctx: &Ctx) -> Result<Row> {
     }
     let t_c = Instant::now();
     let mut recovered_c = None;
-    while t_c.elapsed() < refresh * 6 {
+    while t_c.elapsed() < refresh * 3 {
         if inspect_volume(&dir, &names).consistent_version() == Ok(5) {
             recovered_c = Some(t_c.elapsed());
             break;
@@ -1556,6 +1556,10 @@ fn merge_rows(out: &Path, rows: &[Row], fresh: &str, seed: u64) -> String {
     let mut lines: Vec<String> = Vec::new();
     let mut used = vec![false; new_lines.len()];
     for l in old.lines() {
+        if l.starts_with("Rows ") {
+            // An earlier partial run's note: the rows it names are in this one or older.
+            continue;
+        }
         match new_lines
             .iter()
             .position(|n| n.split(" | ").next() == l.split(" | ").next() && l.starts_with("| "))
@@ -1903,7 +1907,8 @@ async fn main() -> Result<()> {
     print!("{text}");
     println!("written to {}", out.display());
     if rows.iter().any(|r| !r.pass) {
-        bail!("a fault case failed (see the table)");
+        eprintln!("hush-faults: a fault case failed (see the table)");
+        std::process::exit(1);
     }
     Ok(())
 }
