@@ -1588,6 +1588,9 @@ fn merge_rows(out: &Path, rows: &[Row], fresh: &str, seed: u64) -> String {
         .map_or(0, |i| i + 1);
     lines[first_row..].sort_by(|a, b| a.split(" | ").next().cmp(&b.split(" | ").next()));
     lines.append(&mut tail);
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
     let names: Vec<&str> = rows.iter().map(|r| r.case).collect();
     lines.push(String::new());
     lines.push(format!(
