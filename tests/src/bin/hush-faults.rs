@@ -236,8 +236,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// The last `retry_in_ms=` the sidecar logged, and the first line with `needle`, trimmed of the
-/// timestamp.
+/// The last `retry_in_ms=` the sidecar logged.
 fn log_retry_ms(log: &str) -> Option<u64> {
     log.lines().rev().find_map(|l| {
         l.split_whitespace()
@@ -246,6 +245,7 @@ fn log_retry_ms(log: &str) -> Option<u64> {
     })
 }
 
+/// The first line of `log` with `needle`, without colours and the timestamp.
 fn log_line(log: &str, needle: &str) -> Option<String> {
     log.lines().find(|l| l.contains(needle)).map(|l| {
         let l = strip_ansi(l);
