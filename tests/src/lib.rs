@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod env;
+pub mod faults;
 pub mod harness;
 pub mod kube;
 pub mod operator;

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = hush_sealed_format::sealed::check_structure(&cm.data, &cm.namespace, &cm.name, "k");
         let _ = hush_sealed_format::sealed::check_ciphertext_headers(&cm.data, "fuzz");
     }
-    let _ = hush_sealer::format::Meta::parse(&text, "fuzz");
+    let _ = hush_sealed_format::format::Meta::parse(&text, "fuzz");
     let _ = hush_sealer::parse_identity(&text);
     let _ = hush_sealer::Rules::parse(&text, std::path::Path::new("/fuzz/.hush.yaml"));
 });
