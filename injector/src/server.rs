@@ -35,6 +35,19 @@ use crate::tls::{ReloadingCert, server_config};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (slowloris), as the apiserver's own
+/// webhook timeout is at most 30 s.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the kernel's accept queue. The apiserver needs a few
+/// (HTTP/2, or a small HTTP/1.1 pool); each costs about 28 KiB (TLS buffers), so the cap bounds
+/// that memory to about 7 MiB whatever a client opens (measured by `scripts/faults`, case 4).
+const MAX_CONNECTIONS: usize = 256;
+/// Memory budget for request bodies being read and parsed at once, in KiB. Parsing a review costs
+/// up to about 10 times its body (a `serde_json::Value` of small numbers), so each request holds
+/// 11 times its declared length (the body limit when none is declared) until it is answered: a
+/// realistic review (tens of KiB) never waits, a few multi-MiB ones take turns, and the whole
+/// stays near 48 MiB, under the chart's 64 MiB memory limit.
+const BODY_BUDGET_KIB: u32 = 48 * 1024;
 
 struct Shared {
     cfg: InjectorConfig,
@@ -44,6 +57,10 @@ struct Shared {
     /// False until the apiserver can verify our certificate (self-managed TLS: our CA is in the
     /// caBundle); always true with certificate files.
     tls_ready: Arc<AtomicBool>,
+    /// [`MAX_CONNECTIONS`] permits.
+    connections: Arc<tokio::sync::Semaphore>,
+    /// [`BODY_BUDGET_KIB`] permits.
+    body_budget: tokio::sync::Semaphore,
 }
 
 /// A started injector: its bound addresses and a handle to stop it.
@@ -167,6 +184,8 @@ impl RunningServer {
             metrics,
             ready: AtomicBool::new(true),
             tls_ready,
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB as usize),
         });
         let (stop, stop_rx) = watch::channel(false);
         let https_task = tokio::spawn(serve_https(https, acceptor, Arc::clone(&shared), stop_rx));
@@ -246,8 +265,19 @@ async fn serve_https(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     loop {
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = Arc::clone(&shared.connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (tcp, peer) = tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -265,6 +295,7 @@ async fn serve_https(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -349,6 +380,17 @@ async fn handle_admission(req: Request<Incoming>, shared: &Shared) -> Response<F
         );
         return too_large(limit);
     }
+    let expected = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
+    let kib = u32::try_from(expected.saturating_mul(11) / 1024 + 1)
+        .unwrap_or(BODY_BUDGET_KIB)
+        .min(BODY_BUDGET_KIB);
+    let Ok(_budget) = shared.body_budget.acquire_many(kib).await else {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "shutting down\n",
+        );
+    };
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {

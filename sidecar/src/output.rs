@@ -170,6 +170,10 @@ impl AtomicWriter {
             return Ok(WriteOutcome::Unchanged);
         }
 
+        // A write killed before its swap (SIGKILL, OOM) leaves its `..<timestamp>` directory; on a
+        // small tmpfs it and the current set can leave no room for the next set, and every later
+        // write would fail. Nothing but the current set is needed now, so drop the rest first.
+        self.remove_stale_dirs(current.as_deref());
         let new_dir = self.make_dir()?;
         if let Err(e) = self.fill_dir(&new_dir, files) {
             self.remove_dir(&new_dir);
@@ -315,9 +319,9 @@ impl AtomicWriter {
         Ok(())
     }
 
-    /// Removes per-file links no longer in the set and every `..` directory but `keep`.
-    /// Best effort: a leftover is retried on the next write.
-    fn remove_stale(&self, names: &BTreeSet<&str>, keep: Option<&str>) {
+    /// Removes every `..` directory but `keep` (the set `..data` points at) and stale temporary
+    /// links. Best effort: a leftover is retried on the next write.
+    fn remove_stale_dirs(&self, keep: Option<&str>) {
         let Ok(entries) = list_typed(&self.root_fd) else {
             return;
         };
@@ -328,10 +332,23 @@ impl AtomicWriter {
             if let Some(rest) = name.strip_prefix("..") {
                 if ty == FileType::Directory && !rest.is_empty() {
                     self.remove_dir(&name);
-                } else if ty == FileType::Symlink && name != DATA_LINK {
+                } else if ty == FileType::Symlink {
                     // A stale ..data_tmp or ..<name>.tmp link.
                     let _ = rustix::fs::unlinkat(&self.root_fd, name.as_str(), AtFlags::empty());
                 }
+            }
+        }
+    }
+
+    /// Removes per-file links no longer in the set and every `..` directory but `keep`.
+    /// Best effort: a leftover is retried on the next write.
+    fn remove_stale(&self, names: &BTreeSet<&str>, keep: Option<&str>) {
+        self.remove_stale_dirs(keep);
+        let Ok(entries) = list_typed(&self.root_fd) else {
+            return;
+        };
+        for (name, ty) in entries {
+            if name.starts_with("..") {
                 continue;
             }
             if ty == FileType::Symlink && !names.contains(name.as_str()) {

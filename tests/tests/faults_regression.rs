@@ -26,12 +26,12 @@ fn files(set: &[(String, Vec<u8>)]) -> Vec<OutputFile<'_>> {
 }
 
 /// Case 3 (c): a write killed before its swap (SIGKILL, OOM; case 2b) leaves its partial
-/// `..<timestamp>` directory. Only a *successful* write removes stale directories, so when the
-/// partial directory and the current set leave no room for a new set, every later write fails
-/// with ENOSPC and the volume never catches up, in this process or a restarted one (the emptyDir
-/// outlives the container). Needs root (it mounts a tmpfs).
+/// `..<timestamp>` directory. Before the fix only a *successful* write removed stale directories,
+/// so when the partial directory and the current set left no room for a new set, every later write
+/// failed with ENOSPC and the volume never caught up, in this process or a restarted one (the
+/// emptyDir outlives the container). Now a write first drops every `..` directory but the current
+/// set. Needs root (it mounts a tmpfs).
 #[test]
-#[ignore = "bug (faults case 3c): stale ..<timestamp> directories are removed only after a successful swap, so one left by a killed write can keep every later write from fitting"]
 fn a_partial_directory_from_a_killed_write_does_not_block_the_next_set() {
     let dir = std::env::temp_dir().join(format!("hush-regress-3c-{}", std::process::id()));
     let mnt = Tmpfs::mount(&dir, "256k").expect("mount a tmpfs (run as root)");
