@@ -39,9 +39,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// webhook timeout is at most 30 s.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the kernel's accept queue. The apiserver needs a few
-/// (HTTP/2, or a small HTTP/1.1 pool); each costs about 28 KiB (TLS buffers), so the cap bounds
-/// that memory to about 7 MiB whatever a client opens (measured by `scripts/faults`, case 4).
-const MAX_CONNECTIONS: usize = 256;
+/// (HTTP/2, or a small HTTP/1.1 pool); each costs 13 to 28 KiB (TLS buffers, `scripts/faults` case
+/// 4), so the cap bounds that memory to under 28 MiB whatever a client opens, while leaving room
+/// for the apiserver beside a few hundred idle or slow connections (slow ones are closed after
+/// [`HEADER_TIMEOUT`]).
+const MAX_CONNECTIONS: usize = 1024;
 /// Memory budget for request bodies being read and parsed at once, in KiB. Parsing a review costs
 /// up to about 10 times its body (a `serde_json::Value` of small numbers), so each request holds
 /// 11 times its declared length (the body limit when none is declared) until it is answered: a
