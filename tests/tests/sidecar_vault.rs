@@ -1338,7 +1338,19 @@ async fn a_signal_notification_reaches_the_app_once_per_update() {
 
     fx.put("sig", &[("v", "two")]);
     sc.signal(Signal::HUP);
-    wait_for("the app's SIGHUP", || (hups(&app) >= 1).then_some(())).await;
+    let got = tokio::time::timeout(hush_tests::sidecar_pod::PATIENCE, async {
+        while hups(&app) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        got.is_ok(),
+        "the app got no SIGHUP; file v: {:?}\nsidecar logs:\n{}\napp logs:\n{}",
+        sc.read_string("v"),
+        sc.logs(),
+        app.logs()
+    );
     assert_eq!(sc.read_string("v").as_deref(), Some("two"));
     // An unchanged refresh sends nothing.
     let cycles = || metric(&sc.metrics_text(), "hush_sidecar_refresh_cycles_total ");
