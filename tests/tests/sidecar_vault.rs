@@ -1321,7 +1321,11 @@ async fn a_signal_notification_reaches_the_app_once_per_update() {
             command_override: Some(vec![
                 shell.display().to_string(),
                 "-c".into(),
-                "trap 'echo HUP-RECEIVED' HUP; echo READY; while :; do sleep 0.2; done".into(),
+                // READY only after the first loop iteration: in two full-suite runs a SIGHUP sent
+                // right after the shell's first `echo` was logged as sent by the sidecar but never
+                // reached the trap.
+                "trap 'echo HUP-RECEIVED' HUP; sleep 0.2; echo READY; while :; do sleep 0.2; done"
+                    .into(),
             ]),
             shared_volumes: sc.run.volumes.clone(),
             ..RunSpec::default()
