@@ -1318,14 +1318,16 @@ async fn a_signal_notification_reaches_the_app_once_per_update() {
         &sc.pod,
         RunSpec {
             container: "app".into(),
+            // A shell cannot trap a signal that was ignored when it started (POSIX), and a test
+            // run under `nohup` (or any parent that ignores SIGHUP) passes SIG_IGN down to every
+            // process it spawns: `env --default-signal=HUP` gives the app the default back, as a
+            // container runtime does.
             command_override: Some(vec![
+                "/usr/bin/env".into(),
+                "--default-signal=HUP".into(),
                 shell.display().to_string(),
                 "-c".into(),
-                // READY only after the first loop iteration: in two full-suite runs a SIGHUP sent
-                // right after the shell's first `echo` was logged as sent by the sidecar but never
-                // reached the trap.
-                "trap 'echo HUP-RECEIVED' HUP; sleep 0.2; echo READY; while :; do sleep 0.2; done"
-                    .into(),
+                "trap 'echo HUP-RECEIVED' HUP; echo READY; while :; do sleep 0.2; done".into(),
             ]),
             shared_volumes: sc.run.volumes.clone(),
             ..RunSpec::default()
