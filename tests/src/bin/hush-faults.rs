@@ -51,8 +51,8 @@ struct Args {
     /// Runs only these cases (outage, sigterm, tmpfs, webhook); default all.
     #[arg(long = "case")]
     cases: Vec<String>,
-    /// Where the table goes; default bench/results/faults.md (bench/tmp/faults-smoke.md with
-    /// --smoke).
+    /// Where the table goes; default bench/results/faults.md. A --smoke run only prints it unless
+    /// this is given (its short figures must not replace the committed ones).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Seed of the fault instants (default: the clock); printed so a run can be repeated.
@@ -1894,21 +1894,23 @@ async fn main() -> Result<()> {
     if args.work.is_none() {
         let _ = std::fs::remove_dir_all(&ctx.work);
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        ctx.env.root.join(if args.smoke {
-            "bench/tmp/faults-smoke.md"
-        } else {
-            "bench/results/faults.md"
-        })
-    });
+    let out = match (&args.out, args.smoke) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => None,
+        (None, false) => Some(ctx.env.root.join("bench/results/faults.md")),
+    };
     let mut text = table(&rows, args.smoke, seed, started.elapsed());
-    if !args.cases.is_empty() {
-        // A partial run replaces its own rows and keeps the others of the last run.
-        text = merge_rows(&out, &rows, &text, seed);
+    if let Some(out) = &out {
+        if !args.cases.is_empty() {
+            // A partial run replaces its own rows and keeps the others of the last run.
+            text = merge_rows(out, &rows, &text, seed);
+        }
+        write_section(out, FAULTS_BEGIN, FAULTS_END, &text)?;
     }
-    write_section(&out, FAULTS_BEGIN, FAULTS_END, &text)?;
     print!("{text}");
-    println!("written to {}", out.display());
+    if let Some(out) = &out {
+        println!("written to {}", out.display());
+    }
     if rows.iter().any(|r| !r.pass) {
         eprintln!("hush-faults: a fault case failed (see the table)");
         std::process::exit(1);
