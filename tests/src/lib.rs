@@ -3,6 +3,7 @@
 //! server is missing instead of skipping silently.
 
 pub mod cluster;
+pub mod cmd;
 pub mod env;
 pub mod faults;
 pub mod harness;

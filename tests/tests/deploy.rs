@@ -14,10 +14,10 @@
 //! then dry-runs the rest; the drift test ties that render back to the committed file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use hush_tests::cmd::{kubectl, run};
 use hush_tests::env::{TestEnv, unique_name};
 use serde_json::{Value, json};
 
@@ -46,29 +46,6 @@ fn helm(env: &TestEnv) -> PathBuf {
     }
 }
 
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    let shown = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {shown}: {e}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin was piped")
-            .write_all(input.as_bytes())
-            .unwrap_or_else(|e| panic!("write stdin of {shown}: {e}"));
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait for {shown}: {e}"))
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -82,16 +59,6 @@ fn must(out: Output, what: &str) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
-    run(
-        Command::new(&env.kubectl)
-            .arg("--kubeconfig")
-            .arg(&env.kubeconfig)
-            .args(args),
-        stdin,
-    )
 }
 
 /// `scripts/render-manifests --stdout -- ARGS`: the same render as the committed file, with extra

@@ -3,11 +3,12 @@
 //! through `kubectl apply`, the apiserver applies our patches and enforces Pod Security
 //! "restricted", and the injected sidecar runs from the stored spec through the pod runner.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hush_config::SidecarConfig;
 use hush_tests::cluster;
+use hush_tests::cmd::{kubectl, text};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::sidecar_bin;
 use hush_tests::kube::InjectorFixture;
@@ -15,35 +16,6 @@ use hush_tests::operator::{self, Stores};
 use hush_tests::pod_runner::{RunSpec, Sandbox, run_container};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-
-fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new(&env.kubectl);
-    cmd.arg("--kubeconfig").arg(&env.kubeconfig).args(args);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("run kubectl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    } else {
-        drop(child.stdin.take());
-    }
-    child.wait_with_output().expect("kubectl output")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn operator_config(env: &TestEnv) -> String {
     format!(

@@ -20,7 +20,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
 use hush_tests::cluster;
+use hush_tests::cmd::{kubectl, run, text};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::notification_listener;
 
@@ -44,41 +45,6 @@ const RELEASE: &str = "hush";
 const APP_IMAGE: &str = "localhost/hush-testapp:1";
 const MOUNT: &str = "/var/run/secrets/hush";
 const SIDECAR: &str = "hush-sidecar";
-
-/// Runs `cmd` with `stdin` on its standard input and collects its output.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
-    run(
-        Command::new(&env.kubectl)
-            .arg("--kubeconfig")
-            .arg(&env.kubeconfig)
-            .args(args),
-        stdin,
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn apply(env: &TestEnv, ns: &str, yaml: &str) {
     let out = kubectl(env, &["apply", "-n", ns, "-f", "-"], Some(yaml));

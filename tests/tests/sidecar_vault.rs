@@ -160,6 +160,27 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
         }
     }
 
+    /// Creates the credentials Secret `name` (`hush.dev/vault-auth-secret`) in the test's
+    /// namespace; the injector mounts it into the sidecar only.
+    async fn credentials_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
     /// Stores the injected pod for `cfg` and runs its sidecar (`run` or `once`) with the pod
     /// runner.
     async fn start(
@@ -940,22 +961,11 @@ async fn approle_credentials_come_from_the_mounted_secret() {
             &format!("auth/approle/role/{approle}/secret-id"),
         ],
     );
-    // The credentials Secret in the pod's namespace; the injector mounts it into the sidecar only.
-    let creds = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("app-vault-creds".into()),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([
-            ("role_id".to_string(), role_id.trim().to_string()),
-            ("secret_id".to_string(), secret_id.trim().to_string()),
-        ])),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(fx.client.clone(), &fx.ns)
-        .create(&PostParams::default(), &creds)
-        .await
-        .unwrap();
+    fx.credentials_secret(
+        "app-vault-creds",
+        &[("role_id", role_id.trim()), ("secret_id", secret_id.trim())],
+    )
+    .await;
     let mut cfg = fx.config(
         vec![file(
             "v",
@@ -1025,21 +1035,8 @@ path "secret/detailed-metadata/{prefix}/*" {{ capabilities = ["list"] }}"#
             "-field=token",
         ],
     );
-    let creds = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("app-vault-token".into()),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([(
-            "token".to_string(),
-            token.trim().to_string(),
-        )])),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(fx.client.clone(), &fx.ns)
-        .create(&PostParams::default(), &creds)
-        .await
-        .unwrap();
+    fx.credentials_secret("app-vault-token", &[("token", token.trim())])
+        .await;
     let mut cfg = fx.config(
         vec![file(
             "v",
