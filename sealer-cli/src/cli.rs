@@ -148,6 +148,12 @@ pub enum Command {
         #[command(flatten)]
         identities: IdentityArgs,
     },
+    /// Translate Vault Agent Injector (vault-k8s) annotations in a manifest into Hush annotations;
+    /// refuses, naming each one, what it cannot translate.
+    Migrate {
+        /// Manifest (YAML or JSON, several documents allowed); standard input if absent or `-`.
+        input: Option<PathBuf>,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -402,6 +408,32 @@ pub fn run(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(if failed == 0 { 0 } else { 1 })
+        }
+        Command::Migrate { input } => {
+            let path = stdin_path(&input);
+            let text = fsio::read_input(path)?;
+            let report = crate::migrate::migrate_manifest(&text, &display(path))?;
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
+            for problem in &report.problems {
+                eprintln!("cannot translate: {problem}");
+            }
+            if !report.problems.is_empty() {
+                eprintln!(
+                    "{} problem(s); nothing printed. docs/migrating.md maps every vault-k8s annotation.",
+                    report.problems.len()
+                );
+                return Ok(1);
+            }
+            if report.objects == 0 {
+                eprintln!(
+                    "no vault.hashicorp.com/ annotations found in {}",
+                    display(path)
+                );
+            }
+            fsio::write_output(None, report.output.as_bytes(), fsio::PUBLIC)?;
+            Ok(0)
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

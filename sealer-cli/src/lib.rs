@@ -1,5 +1,6 @@
 //! `hush_sealer` is the `hush` CLI: seal, unseal, edit, re-key and key generation around the sealed
-//! format. The format itself (sealing and opening, identities, the bounded YAML parser, the one
+//! format, and `hush migrate` (vault-k8s annotations to Hush's, checked by `hush_config`'s
+//! parser). The format itself (sealing and opening, identities, the bounded YAML parser, the one
 //! error type) lives in the `hush_sealed_format` crate beside this one (`format/`), so that the
 //! sidecar, which only opens values, links none of the CLI's dependencies (clap, clap_complete,
 //! regex, signal-hook). The modules here are private; the crate root re-exports the format's
@@ -11,6 +12,7 @@
 mod cli;
 mod edit;
 mod fsio;
+mod migrate;
 mod rules;
 
 pub use cli::{Cli, run};

@@ -932,3 +932,76 @@ async fn a_rollout_of_the_injector_admits_no_pod_without_its_sidecar() {
         .collect();
     assert_eq!(after.len(), admitted);
 }
+
+/// A Deployment written for the Vault Agent Injector, translated by `hush migrate` and applied
+/// with Hush's annotations only: it becomes Ready on the node, and its files hold what Vault Agent
+/// would have rendered, at the paths the app already reads (`/vault/secrets/...`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vault_k8s_deployment_migrated_by_hush_migrate_runs_with_the_same_files() {
+    let _node = NODE.lock().await;
+    let t = Tenant::new("").await;
+    t.put("db", &[("username", "app"), ("password", "pw-1")]);
+    let kv2 = |name: &str| format!("secret/data/{}/{name}", t.prefix);
+    let name = "migrated";
+    let vault_k8s = [
+        ("vault.hashicorp.com/agent-inject", "true".to_string()),
+        ("vault.hashicorp.com/role", t.role.clone()),
+        ("vault.hashicorp.com/agent-inject-secret-db", kv2("db")),
+        (
+            "vault.hashicorp.com/agent-inject-template-db",
+            format!(
+                "{{{{- with secret \"{}\" -}}}}\npostgres://{{{{ .Data.data.username }}}}:{{{{ .Data.data.password }}}}@db:5432/shop\n{{{{- end }}}}\n",
+                kv2("db")
+            ),
+        ),
+        ("vault.hashicorp.com/agent-inject-secret-config", kv2("db")),
+        ("vault.hashicorp.com/agent-limits-cpu", "250m".to_string()),
+    ];
+    let script = "d=/vault/secrets; test -s $d/db && test -s $d/config || { echo MISSING; exit 1; }; \
+                  echo secrets present at start; exec sleep 3600";
+    let original = deployment_yaml(name, &vault_k8s, script);
+
+    let out = run(
+        Command::new(hush_bin()).args(["migrate", "-"]),
+        Some(&original),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "hush migrate: {}", text(&out));
+    assert!(
+        stderr.contains("agent-limits-cpu") && stderr.contains("sidecar.resources"),
+        "the dropped operator-owned annotation is named: {stderr}"
+    );
+    let migrated = String::from_utf8(out.stdout).unwrap();
+    assert!(!migrated.contains("vault.hashicorp.com/"), "{migrated}");
+
+    // The same Deployment with the printed annotations in place of vault-k8s's.
+    let template = pod_template(name, &[], script, false).replacen(
+        "  annotations:\n",
+        &format!("  annotations:\n{}", indented(&migrated, 4)),
+        1,
+    );
+    let hush_yaml = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  \
+         selector:\n    matchLabels: {{app: {name}}}\n  template:\n{}",
+        indented(&template, 4)
+    );
+    apply(&t.env, &t.ns, &hush_yaml);
+    let pod = t.pod_of(name).await.metadata.name.unwrap();
+    t.wait_ready(&pod, 120).await;
+    let log = t.logs(&pod, "app");
+    assert!(log.contains("secrets present at start"), "{log}");
+
+    let cat = |file: &str| {
+        let out = t.exec(&pod, &["cat", &format!("/vault/secrets/{file}")]);
+        assert!(out.status.success(), "cat {file}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // What Vault Agent rendered from that template, byte for byte.
+    assert_eq!(cat("db"), "postgres://app:pw-1@db:5432/shop\n");
+    // Without a template: the secret's fields as JSON.
+    let config: serde_json::Value = serde_json::from_str(&cat("config")).unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({"username": "app", "password": "pw-1"})
+    );
+}

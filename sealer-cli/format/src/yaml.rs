@@ -16,15 +16,22 @@ pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
 /// Deepest nesting accepted. Kubernetes manifests are shallow.
 pub const MAX_DEPTH: usize = 64;
 
+/// Most documents one multi-document stream may hold (`hush migrate` reads whole manifests).
+pub const MAX_DOCUMENTS: usize = 1000;
+
 /// Parser options with the budgets described in the module docs.
 fn options() -> serde_saphyr::Options {
+    options_for(1)
+}
+
+fn options_for(documents: usize) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_DEPTH;
     budget.max_aliases = 64;
     budget.max_anchors = 64;
     budget.max_recorded_anchor_events = 10_000;
     budget.max_recorded_anchor_bytes = 1024 * 1024;
-    budget.max_documents = 1;
+    budget.max_documents = documents;
     budget.max_nodes = 100_000;
     budget.max_total_scalar_bytes = MAX_INPUT_BYTES;
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
@@ -42,6 +49,14 @@ fn options() -> serde_saphyr::Options {
 pub fn parse<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     check_size(text.len(), what)?;
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| yaml_error(&e, what))
+}
+
+/// Parses every document of a `---`-separated stream (at most [`MAX_DOCUMENTS`]) into `T`, with
+/// the same caps and budgets as [`parse`].
+pub fn parse_all<T: DeserializeOwned>(text: &str, what: &str) -> Result<Vec<T>> {
+    check_size(text.len(), what)?;
+    serde_saphyr::from_multiple_with_options(text, options_for(MAX_DOCUMENTS))
+        .map_err(|e| yaml_error(&e, what))
 }
 
 #[derive(serde::Deserialize)]
