@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Every block `hush` frees is wiped first: the YAML parser's owned scalars, base64 buffers and
+/// age's chunks hold plaintext we cannot wrap in `Zeroizing` ourselves (README, Hardening).
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -8,6 +8,15 @@ use clap::{Parser, Subcommand};
 use hush_contract::subcommand;
 use hush_sidecar::ProcessEnv;
 
+/// Every block the sidecar frees is wiped before the C allocator gets it back, so the copies of a
+/// value that libraries make and drop (hyper's and rustls's buffers, rustify's body copy,
+/// serde_json's scratch, MiniJinja's strings, the AWS SDK's) do not outlive their use in freed
+/// heap memory. Our own buffers are `Zeroizing` anyway; this covers the ones we cannot reach
+/// (README, Hardening; docs/dependencies.md has the cost).
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 /// Fetches secrets for one pod and keeps them fresh on a tmpfs.
 #[derive(Parser)]
 #[command(name = hush_contract::SIDECAR_BINARY, version, about)]

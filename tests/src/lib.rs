@@ -8,6 +8,7 @@ pub mod env;
 pub mod faults;
 pub mod harness;
 pub mod kube;
+pub mod memscan;
 pub mod operator;
 pub mod pod_runner;
 pub mod sidecar_pod;

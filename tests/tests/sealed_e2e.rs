@@ -263,6 +263,11 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
     })
     .await;
     assert_eq!(std::fs::read(&cert).expect("read cert"), binary_value());
+    // Zeroization, proven on the running process: after one more (unchanged) refresh, no copy of
+    // the old plaintext is left anywhere in the sidecar's memory.
+    signal(&sc, rustix::process::Signal::HUP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    hush_tests::memscan::assert_no_copies(sc.child.id(), &[PASSWORD_1]);
 
     // Tamper: swap the two ciphertexts in the applied ConfigMap. The MAC over the set fails; the
     // error names the object and key, never a value, and the last good files stay.

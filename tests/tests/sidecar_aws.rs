@@ -910,3 +910,61 @@ async fn a_missing_json_key_names_the_key_and_the_secret_never_a_value() {
     );
     assert!(sc.read("pw").is_none(), "no file from a failed render");
 }
+
+/// Zeroization from socket to file, proven on the running process: a JSON secret (one plain key,
+/// one PEM-like key whose escapes go through the JSON parser's scratch buffer) goes from A to B,
+/// and after the files hold B, and two more cycles in which every BatchGetSecretValue brings the
+/// whole value again, the sidecar's memory holds no copy of A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_no_copy_of_the_old_value_is_left_in_memory() {
+    let fx = Fixture::new().await;
+    let tag = unique_name("m").replace('-', "");
+    let (plain_a, pem_a) = (format!("AWSPLAINA{tag}"), format!("AWSPEMA{tag}"));
+    // B is much longer than A, so its buffers come from other size classes and cannot simply
+    // overwrite A's in place: what removes A must be the wiping.
+    let pad = "x".repeat(6000);
+    let (plain_b, pem_b) = (format!("AWSPLAINB{tag}{pad}"), format!("AWSPEMB{tag}{pad}"));
+    let value = |plain: &str, pem: &str| {
+        serde_json::json!({
+            "plain": plain,
+            "pem": format!("-----BEGIN KEY-----\n{pem}\n-----END KEY-----\n"),
+        })
+        .to_string()
+    };
+    fx.create_string("mem", &value(&plain_a, &pem_a)).await;
+    let calls = CallLog::start(&fx.env.aws_endpoint);
+    let source = format!("aws:{}", fx.name("mem"));
+    let cfg = fx.config(
+        vec![
+            file("plain", &format!("{source}#plain"), Format::Raw),
+            file("all.json", &source, Format::Json),
+            FileSpec {
+                template: Some("{{ data.pem }}".into()),
+                ..file("key.pem", &source, Format::Template)
+            },
+        ],
+        &calls.endpoint(),
+        OnChange::None,
+    );
+    let mut sc = fx.start(&cfg, "run", &static_keys(&fx)).await;
+    sc.started().await;
+    assert_eq!(sc.read("plain").unwrap(), plain_a.as_bytes());
+    fx.put_string("mem", &value(&plain_b, &pem_b)).await;
+    wait_for("rotation to B", || {
+        let done = sc.read("plain").as_deref() == Some(plain_b.as_bytes())
+            && sc
+                .read_string("key.pem")
+                .is_some_and(|k| k.contains(&pem_b));
+        done.then_some(())
+    })
+    .await;
+    let after = calls.count("BatchGetSecretValue");
+    wait_for("two more refresh cycles", || {
+        (calls.count("BatchGetSecretValue") >= after + 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hush_tests::memscan::assert_no_copies(sc.pid(), &[&plain_a, &pem_a]);
+    sc.signal(rustix::process::Signal::TERM);
+    assert!(sc.wait_exit().await.success());
+}

@@ -1374,3 +1374,61 @@ async fn a_signal_notification_reaches_the_app_once_per_update() {
     assert!(sc.terminate().await.success(), "logs:\n{}", sc.logs());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Zeroization from socket to file, proven on the running process: a KV v2 secret goes from A to
+/// B (a plain field, and a PEM-like field whose JSON escapes go through the parser's scratch
+/// buffer, rendered raw, as JSON and by a template), and once the files hold B the sidecar's
+/// memory (every readable mapping: heap, stacks, TLS and HTTP buffers) holds no copy of A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_no_copy_of_the_old_value_is_left_in_memory() {
+    let fx = Fixture::new("").await;
+    let tag = unique_name("m").replace('-', "");
+    let (plain_a, pem_a) = (format!("PLAINA{tag}"), format!("PEMA{tag}"));
+    // B is much longer than A, so its buffers come from other size classes and cannot simply
+    // overwrite A's in place: what removes A must be the wiping.
+    let pad = "x".repeat(6000);
+    let (plain_b, pem_b) = (format!("PLAINB{tag}{pad}"), format!("PEMB{tag}{pad}"));
+    let pem = |body: &str| format!("-----BEGIN KEY-----\n{body}\n-----END KEY-----\n");
+    fx.put("mem", &[("plain", &plain_a), ("pem", &pem(&pem_a))]);
+    let source = format!("vault:{}", fx.kv_path("mem"));
+    let cfg = fx.config(
+        vec![
+            FileSpec {
+                name: "all.json".into(),
+                source: SourceRef::parse(&source).unwrap(),
+                format: Format::Json,
+                template: None,
+                mode: 0o444,
+            },
+            FileSpec {
+                name: "key.pem".into(),
+                source: SourceRef::parse(&source).unwrap(),
+                format: Format::Template,
+                template: Some("{{ data.pem }}".into()),
+                mode: 0o444,
+            },
+            file("plain", &format!("{source}#plain"), 0o444),
+        ],
+        5,
+        OnChange::None,
+    );
+    let mut sc = fx.start(&cfg, "run", &[]).await;
+    sc.started().await;
+    assert_eq!(sc.read_string("plain").as_deref(), Some(plain_a.as_str()));
+    fx.put("mem", &[("plain", &plain_b), ("pem", &pem(&pem_b))]);
+    sc.signal(Signal::HUP);
+    wait_for("rotation to B", || {
+        let done = sc.read_string("plain").as_deref() == Some(plain_b.as_str())
+            && sc
+                .read_string("key.pem")
+                .is_some_and(|k| k.contains(&pem_b))
+            && sc
+                .read_string("all.json")
+                .is_some_and(|j| j.contains(&plain_b));
+        done.then_some(())
+    })
+    .await;
+    hush_tests::memscan::assert_no_copies(sc.pid(), &[&plain_a, &pem_a]);
+    sc.signal(Signal::TERM);
+    assert!(sc.wait_exit().await.success());
+}
