@@ -1440,9 +1440,9 @@ path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
     let db = format!("vault:database/creds/{db_role}");
     let cfg = fx.config(
         vec![
-            file("password", &format!("{kv}#password"), 0o444),
-            file("db-user", &format!("{db}#username"), 0o400),
             file("db-password", &format!("{db}#password"), 0o400),
+            file("db-user", &format!("{db}#username"), 0o400),
+            file("password", &format!("{kv}#password"), 0o444),
         ],
         30,
         OnChange::None,
