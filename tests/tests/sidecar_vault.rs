@@ -607,6 +607,29 @@ path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
         "1",
         "the new user still works"
     );
+    // The audit trail: the new credentials are a re-fetch because of the lease, and the old lease
+    // (a different hash) is revoked as replaced.
+    let records = audit_records(&sc.logs());
+    let lease_of = |event: &str, reason: &str| {
+        records
+            .iter()
+            .find(|r| r["event"] == event && r["reason"] == reason && r["outcome"] == "ok")
+            .and_then(|r| r["lease"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {event} ({reason}) record in {records:?}"))
+    };
+    let first = records
+        .iter()
+        .find(|r| r["event"] == "fetch")
+        .and_then(|r| r["lease"].as_str())
+        .unwrap_or_else(|| panic!("no fetch record in {records:?}"));
+    let second = lease_of("refetch", "lease");
+    assert_ne!(first, second, "a new lease");
+    assert_eq!(
+        lease_of("revoke", "replaced"),
+        first,
+        "the old lease is revoked"
+    );
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
 }
