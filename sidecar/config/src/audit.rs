@@ -1,4 +1,4 @@
-//! The part of the audit trail ([docs/audit.md](../../../docs/audit.md)) that the sidecar and the
+//! The part of the audit trail (docs/audit.md) that the sidecar and the
 //! injector share: the schema name, the `tracing` target, the record's timestamp, and the layer
 //! that writes records out. Each program has its own typed record (`sidecar/src/audit.rs`,
 //! `injector/src/audit.rs`) and emits it with [`emit`] as one `tracing` event on [`TARGET`] whose
