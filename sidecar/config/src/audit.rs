@@ -1,6 +1,5 @@
-//! The part of the audit trail (docs/audit.md) that the sidecar and the
-//! injector share: the schema name, the `tracing` target, the record's timestamp, and the layer
-//! that writes records out. Each program has its own typed record (`sidecar/src/audit.rs`,
+//! The part of the audit trail (docs/audit.md) that the sidecar and the injector share: the schema
+//! name, the `tracing` target, the record's timestamp, and the layer that writes records out. Each program has its own typed record (`sidecar/src/audit.rs`,
 //! `injector/src/audit.rs`) and emits it with [`emit`] as one `tracing` event on [`TARGET`] whose
 //! only field, [`FIELD`], is the record's JSON. [`layer`] is installed by each `main` beside the
 //! log layer and writes exactly that JSON, one line per record, to the writer it is given
