@@ -1,6 +1,7 @@
-//! The injector's audit records (docs/audit.md), captured from the pure `review` with the same audit
-//! layer the binary installs: one record per decision, with the requesting user and the denial's
-//! reason, never what a tenant wrote into an annotation; none when the operator's `audit` is off.
+//! The injector's audit records (docs/audit.md), captured from the pure `review` with the same
+//! audit layer the binary installs: one record per decision, with the requesting user and the
+//! denial's reason, never what a tenant wrote into an annotation; none when the operator's `audit`
+//! is off.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 

@@ -1,7 +1,7 @@
-//! The sidecar's audit trail: one record for each access to a secret store on behalf of this pod
-//! (a fetch, a re-fetch, a sealed decrypt, a Vault login, a lease or token renewal, a revocation)
-//! and for each failure, so that a security team can answer "which pod read which secret, when, and did it
-//! work?" without relying on the store's own audit log alone (docs/audit.md).
+//! The sidecar's audit trail: one record for each access to a secret store on behalf of this pod (a
+//! fetch, a re-fetch, a sealed decrypt, a Vault login, a lease or token renewal, a revocation) and
+//! for each failure, so that a security team can answer "which pod read which secret, when, and did
+//! it work?" without relying on the store's own audit log alone (docs/audit.md).
 //!
 //! A record is typed ([`Access`] becomes [`Record`]): it has no field that could hold a value or a
 //! token, references are the annotation's reference string (a path or secret id, never a value, by

@@ -1,12 +1,13 @@
 //! The part of the audit trail (docs/audit.md) that the sidecar and the injector share: the schema
-//! name, the `tracing` target, the record's timestamp, and the layer that writes records out. Each program has its own typed record (`sidecar/src/audit.rs`,
-//! `injector/src/audit.rs`) and emits it with [`emit`] as one `tracing` event on [`TARGET`] whose
-//! only field, [`FIELD`], is the record's JSON. [`layer`] is installed by each `main` beside the
-//! log layer and writes exactly that JSON, one line per record, to the writer it is given
-//! (stdout), whatever the log format; [`hide`] takes the target out of the log filter so a record
-//! is not printed twice. The log filter (`HUSH_LOG`, `RUST_LOG`) therefore never drops a record:
-//! only the operator's `audit: false` does, in the programs themselves. It lives here because both
-//! programs link this crate and nothing else in common that may depend on `tracing`.
+//! name, the `tracing` target, the record's timestamp, and the layer that writes records out. Each
+//! program has its own typed record (`sidecar/src/audit.rs`, `injector/src/audit.rs`) and emits it
+//! with [`emit`] as one `tracing` event on [`TARGET`] whose only field, [`FIELD`], is the record's
+//! JSON. [`layer`] is installed by each `main` beside the log layer and writes exactly that JSON,
+//! one line per record, to the writer it is given (stdout), whatever the log format; [`hide`] takes
+//! the target out of the log filter so a record is not printed twice. The log filter (`HUSH_LOG`,
+//! `RUST_LOG`) therefore never drops a record: only the operator's `audit: false` does, in the
+//! programs themselves. It lives here because both programs link this crate and nothing else in
+//! common that may depend on `tracing`.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
