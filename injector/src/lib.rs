@@ -3,6 +3,7 @@
 //! decodes AdmissionReviews, calls that function and encodes the answer. It never calls out while a
 //! request is admitted: even self-managed TLS publishes its CA at start and in the background.
 
+mod audit;
 mod cli;
 mod config;
 mod error;

@@ -581,6 +581,8 @@ fn sidecar_container(
         env(vars::CONFIG, sc.to_json()),
         field_env(vars::POD_NAME, "metadata.name"),
         field_env(vars::POD_NAMESPACE, "metadata.namespace"),
+        field_env(vars::SERVICE_ACCOUNT, "spec.serviceAccountName"),
+        field_env(vars::NODE_NAME, "spec.nodeName"),
     ];
     if sc.has_aws() {
         if let Some(arn) = &sc.aws_role_arn {

@@ -45,6 +45,15 @@ struct RequestIn {
     object: Option<Value>,
     #[serde(default)]
     dry_run: Option<bool>,
+    /// Who made the request, for the audit record.
+    #[serde(default)]
+    user_info: UserInfo,
+}
+
+#[derive(Deserialize, Default)]
+struct UserInfo {
+    #[serde(default)]
+    username: String,
 }
 
 #[derive(Deserialize)]
@@ -219,7 +228,12 @@ fn review_inner(
         Endpoint::Mutate => admit_pod(&req, cfg),
         Endpoint::Validate => validate_workload(&req, cfg),
     };
-    match result {
+    let reason = match &result {
+        Err(Refusal::Denied(d)) => Some(d.reason.as_str()),
+        Err(Refusal::Bad(_)) => Some(Outcome::BadRequest.as_str()),
+        Ok(_) => None,
+    };
+    let answer = match result {
         Ok(Verdict::Unchanged) => {
             tracing::debug!(%uid, kind = %req.kind.kind, op = %req.operation, "allowed unchanged");
             encode(200, ResponseOut::allowed(uid), Outcome::Allowed)
@@ -252,7 +266,24 @@ fn review_inner(
             )
         }
         Err(Refusal::Bad(message)) => bad_request(Some(uid), message),
-    }
+    };
+    crate::audit::admission(
+        cfg.operator.audit,
+        &crate::audit::Admission {
+            endpoint,
+            outcome: answer.outcome,
+            reason,
+            user: &req.user_info.username,
+            uid: &req.uid,
+            operation: &req.operation,
+            group: &req.kind.group,
+            kind: &req.kind.kind,
+            namespace: req.namespace.as_deref(),
+            name: req.name.as_deref(),
+            dry_run: req.dry_run.unwrap_or(false),
+        },
+    );
+    answer
 }
 
 enum Verdict {

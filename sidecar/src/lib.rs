@@ -8,6 +8,7 @@
 //! Kubernetes naming rules, `sidecar/contract`). The modules are private: the crate root is the
 //! API, which the binary, the integration tests and the benchmarks use.
 
+mod audit;
 mod aws;
 mod error;
 mod format;

@@ -54,18 +54,26 @@ enum Command {
     CheckConfig,
 }
 
+/// Logs go to stderr (filtered by `filter`, plain or JSON); audit records go to stdout, one JSON
+/// line each, past the log filter (docs/audit.md).
 fn init_tracing(json: bool, filter: &str) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let logs = if json {
+        logs.json().boxed()
     } else {
-        builder.init();
-    }
+        logs.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(hush_config::audit::hide(filter)))
+        .with(hush_config::audit::layer(std::io::stdout))
+        .init();
 }
 
 fn main() -> ExitCode {

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
+use crate::audit::Audit;
 use crate::error::{Error, Result};
 use crate::runtime::Paths;
 use crate::secret::{SecretBytes, SecretFields, SecretValue};
@@ -130,6 +131,11 @@ pub(crate) trait Provider {
         None
     }
 
+    /// The id of the lease behind `source`, for the audit trail (which records only its hash).
+    fn lease_id(&self, _source: &SourceRef) -> Option<&str> {
+        None
+    }
+
     /// Revokes leases and the token, best effort (SIGTERM in sidecar mode only).
     fn revoke_all(&mut self) -> LocalBoxFuture<'_, ()> {
         Box::pin(async {})
@@ -210,14 +216,20 @@ pub(crate) fn selector(source: &SourceRef) -> Option<&str> {
 }
 
 /// Builds the provider for `kind`. Called once per kind the pod actually uses, so unused
-/// providers cost nothing at run time.
+/// providers cost nothing at run time. Only Vault holds leases and a token, so only it records
+/// its own renewals and revocations; every fetch is recorded by the refresh engine.
 pub(crate) fn build(
     kind: SourceKind,
     cfg: &SidecarConfig,
     paths: &Paths,
+    audit: &Audit,
 ) -> Result<Box<dyn Provider>> {
     match kind {
-        SourceKind::Vault => Ok(Box::new(crate::vault::VaultProvider::new(cfg, paths)?)),
+        SourceKind::Vault => Ok(Box::new(crate::vault::VaultProvider::new(
+            cfg,
+            paths,
+            audit.clone(),
+        )?)),
         SourceKind::Aws => Ok(Box::new(crate::aws::AwsProvider::new(
             cfg,
             &crate::runtime::ProcessEnv,

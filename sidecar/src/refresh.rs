@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::audit::{Access, Audit, Event, Object, Reason};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -78,6 +79,7 @@ pub(crate) struct Engine {
     sink: Box<dyn Sink>,
     notifier: Notifier,
     metrics: Metrics,
+    audit: Audit,
     backoff: Backoff,
     /// Content changed since the last successful write (a write failed, or a value moved).
     dirty: bool,
@@ -111,10 +113,11 @@ impl Engine {
         sink: Box<dyn Sink>,
         notifier: Notifier,
         metrics: Metrics,
+        audit: Audit,
     ) -> Result<Engine> {
         let mut providers = BTreeMap::new();
         for kind in cfg.source_kinds() {
-            providers.insert(kind, provider::build(kind, cfg, paths)?);
+            providers.insert(kind, provider::build(kind, cfg, paths, &audit)?);
         }
         let mut keys: BTreeMap<FetchKey, KeyState> = BTreeMap::new();
         for f in &cfg.files {
@@ -137,6 +140,7 @@ impl Engine {
             sink,
             notifier,
             metrics,
+            audit,
             backoff: Backoff::standard(),
             dirty: false,
             notice: None,
@@ -152,11 +156,21 @@ impl Engine {
         }
     }
 
-    fn record_err(&self, key: &FetchKey, e: &Error) {
+    /// Counts, logs and audits a failed check (`fetch: None`) or fetch (`Some(why)`).
+    fn record_err(&self, key: &FetchKey, e: &Error, fetch: Option<Option<Reason>>) {
         if let Some(k) = self.keys.get(key) {
             for f in &k.files {
                 self.metrics.failed(k.kind.as_str(), f, e.class());
             }
+            let (event, reason) = match fetch {
+                None => (Event::Check, None),
+                Some(why) => fetch_event(k, why),
+            };
+            let mut a = Access::new(event, Object::Secret, k.kind);
+            a.reference = Some(key.as_str());
+            a.files = &k.files;
+            a.reason = reason;
+            self.audit.record(a.failed(e));
             tracing::warn!(
                 source = k.kind.as_str(),
                 files = %k.files.join(","),
@@ -167,9 +181,34 @@ impl Engine {
         }
     }
 
+    /// Audits a fetch of `key` that worked.
+    fn record_fetched(
+        &self,
+        key: &FetchKey,
+        why: Option<Reason>,
+        version: &Version,
+        changed: bool,
+    ) {
+        let Some(k) = self.keys.get(key) else {
+            return;
+        };
+        let (event, reason) = fetch_event(k, why);
+        let mut a = Access::new(event, Object::Secret, k.kind);
+        a.reference = Some(key.as_str());
+        a.files = &k.files;
+        a.version = Some(version);
+        a.lease_id = self
+            .providers
+            .get(&k.kind)
+            .and_then(|p| p.lease_id(&k.source));
+        a.reason = reason;
+        a.changed = k.held.is_some().then_some(changed);
+        self.audit.record(a);
+    }
+
     /// Fetches `keys` and stores what changed. Returns the first error (permanent first) after
-    /// trying every key.
-    async fn fetch_keys(&mut self, keys: Vec<FetchKey>) -> Result<()> {
+    /// trying every key. `why` says why a secret already held is read again (audit only).
+    async fn fetch_keys(&mut self, keys: Vec<FetchKey>, why: Option<Reason>) -> Result<()> {
         let mut first: Option<Error> = None;
         // A store that failed transiently (down, unreachable) is not asked again in this round:
         // its other secrets are reported with the same error instead of N more failing requests.
@@ -181,7 +220,7 @@ impl Engine {
             let (kind, source) = (state.kind, state.source.clone());
             if let Some(reason) = down.get(&kind) {
                 let e = Error::store(kind.as_str(), ErrorClass::Transient, reason.clone());
-                self.record_err(&key, &e);
+                self.record_err(&key, &e, Some(why));
                 continue;
             }
             let Some(p) = self.providers.get_mut(&kind) else {
@@ -190,8 +229,13 @@ impl Engine {
             match p.fetch(&source).await {
                 Ok(f) => {
                     self.record_ok(&key);
+                    let changed = self
+                        .keys
+                        .get(&key)
+                        .and_then(|s| s.held.as_ref())
+                        .is_none_or(|h| h.value != f.value);
+                    self.record_fetched(&key, why, &f.version, changed);
                     if let Some(state) = self.keys.get_mut(&key) {
-                        let changed = state.held.as_ref().is_none_or(|h| h.value != f.value);
                         if changed {
                             self.dirty = true;
                             if state.held.is_some() {
@@ -207,7 +251,7 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    self.record_err(&key, &e);
+                    self.record_err(&key, &e, Some(why));
                     if e.class() == ErrorClass::Transient {
                         down.insert(
                             kind,
@@ -246,7 +290,7 @@ impl Engine {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let res = match tokio::time::timeout(left, self.fetch_keys(missing)).await {
+            let res = match tokio::time::timeout(left, self.fetch_keys(missing, None)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Deadline {
                     what,
@@ -406,13 +450,13 @@ impl Engine {
                     }
                     Ok(Check::Changed) => to_fetch.push(key),
                     Err(e) => {
-                        self.record_err(&key, &e);
+                        self.record_err(&key, &e, None);
                         first = Some(worse(first, e));
                     }
                 }
             }
         }
-        if let Err(e) = self.fetch_keys(to_fetch).await {
+        if let Err(e) = self.fetch_keys(to_fetch, Some(Reason::Refresh)).await {
             first = Some(worse(first, e));
         }
         let changed = self.write_if_dirty().await?;
@@ -469,7 +513,7 @@ impl Engine {
                 count = keys.len(),
                 "fetching new dynamic secrets before their leases end"
             );
-            if let Err(e) = self.fetch_keys(keys).await {
+            if let Err(e) = self.fetch_keys(keys, Some(Reason::Lease)).await {
                 first = Some(worse(first, e));
             }
         }
@@ -523,6 +567,18 @@ impl Engine {
             p.revoke_all().await;
         }
     }
+}
+
+/// The audit event of a read of `k`: a sealed value is decrypted; otherwise the first read is a
+/// fetch and a later one a re-fetch, with `why` as its reason.
+fn fetch_event(k: &KeyState, why: Option<Reason>) -> (Event, Option<Reason>) {
+    let first = k.held.is_none();
+    let event = match (k.kind, first) {
+        (SourceKind::Sealed, _) => Event::Decrypt,
+        (_, true) => Event::Fetch,
+        (_, false) => Event::Refetch,
+    };
+    (event, if first { None } else { why })
 }
 
 /// Keeps the more serious of two errors (permanent beats transient), else the first.

@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::audit::Audit;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -180,6 +181,7 @@ pub fn once(env: &dyn Env) -> Result<()> {
             new_sink(&paths)?,
             Notifier::None,
             Metrics::new(),
+            Audit::new(env, &cfg),
         )?;
         let budget = cfg.operator.fetch_deadline;
         engine
@@ -209,10 +211,16 @@ pub fn run(env: &dyn Env) -> Result<()> {
         })?,
         None => SocketAddr::from((Ipv4Addr::UNSPECIFIED, cfg.operator.metrics_port)),
     };
-    runtime()?.block_on(run_async(cfg, paths, metrics_addr))
+    let audit = Audit::new(env, &cfg);
+    runtime()?.block_on(run_async(cfg, paths, metrics_addr, audit))
 }
 
-async fn run_async(cfg: SidecarConfig, paths: Paths, metrics_addr: SocketAddr) -> Result<()> {
+async fn run_async(
+    cfg: SidecarConfig,
+    paths: Paths,
+    metrics_addr: SocketAddr,
+    audit: Audit,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let sig = |k| {
         signal(k).map_err(|e| Error::Io {
@@ -226,7 +234,7 @@ async fn run_async(cfg: SidecarConfig, paths: Paths, metrics_addr: SocketAddr) -
     let metrics = Metrics::new().with_stale_after(crate::metrics::stale_after(cfg.refresh));
     metrics.serve(metrics_addr).await?;
     let notifier = Notifier::new(&cfg.on_change)?;
-    let mut engine = Engine::new(&cfg, &paths, new_sink(&paths)?, notifier, metrics)?;
+    let mut engine = Engine::new(&cfg, &paths, new_sink(&paths)?, notifier, metrics, audit)?;
     let budget = cfg.operator.fetch_deadline;
     let first = tokio::select! {
         r = engine.initial(Instant::now() + budget, "the first fetch", budget) => Some(r),

@@ -451,3 +451,93 @@ async fn injected_sidecar_fetches_a_secret_from_openbao_through_the_pod_runner()
     assert!(status.success(), "SIGTERM exits 0: {status} {}", run.logs());
     s.fixture.cleanup().await;
 }
+
+/// Everything the audit layer writes, shared with the test.
+#[derive(Clone, Default)]
+struct AuditBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for AuditBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("audit buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AuditBuf {
+    type Writer = AuditBuf;
+    fn make_writer(&'a self) -> AuditBuf {
+        self.clone()
+    }
+}
+
+/// The audit trail of admission on the real kube-apiserver: `kubectl apply` of a pod with a bad
+/// annotation is denied, and the in-process injector writes one record for it (captured with the
+/// audit layer the binary installs), naming the user the apiserver authenticated (`kubectl auth
+/// whoami`), the namespace, the pod and the denial's reason, and not the annotation value the
+/// denial message quotes back to the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_at_kubectl_apply_is_audited_with_the_requesting_user() {
+    let buf = AuditBuf::default();
+    // The server runs on this process's worker threads: the subscriber must be global. Other
+    // tests in this file leave it alone; their records (other namespaces) are filtered out below.
+    tracing::subscriber::set_global_default(hush_config::audit::subscriber(buf.clone()))
+        .expect("no other global subscriber in this test binary");
+    let s = setup().await;
+    let whoami = kubectl(
+        &s.env,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert!(whoami.status.success(), "{}", text(&whoami));
+    let user = String::from_utf8_lossy(&whoami.stdout).trim().to_string();
+    assert!(!user.is_empty());
+    let canary = format!("CANARY-{}", unique_name("m"));
+    let bad_pod = pod_yaml(
+        "audited",
+        &[
+            ("hush.dev/inject", "true"),
+            ("hush.dev/role", "app-e2e"),
+            ("hush.dev/secret-db", "vault:secret/data/e2e/db"),
+            ("hush.dev/mode", &canary),
+        ],
+    );
+    let out = kubectl(&s.env, &["apply", "-n", &s.ns, "-f", "-"], Some(&bad_pod));
+    assert!(!out.status.success(), "the pod must be refused");
+    assert!(
+        text(&out).contains(&canary),
+        "the message to the user quotes the value (so the check below is not vacuous): {}",
+        text(&out)
+    );
+    s.fixture.cleanup().await;
+
+    let output =
+        String::from_utf8(buf.0.lock().expect("audit buffer").clone()).expect("records are UTF-8");
+    let records: Vec<serde_json::Value> = output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|r: &serde_json::Value| r["namespace"] == s.ns.as_str())
+        .collect();
+    let mine: Vec<&serde_json::Value> = records.iter().filter(|r| r["name"] == "audited").collect();
+    // kubectl apply: one server-side lookup, then the CREATE, which the webhook denies.
+    assert_eq!(mine.len(), 1, "{output}");
+    let r = mine[0];
+    assert_eq!(r["schema"], "hush.audit/v1");
+    assert_eq!(r["program"], "hush-injector");
+    assert_eq!(r["endpoint"], "mutate");
+    assert_eq!(r["decision"], "denied");
+    assert_eq!(r["reason"], "annotations");
+    assert_eq!(r["user"], user.as_str());
+    assert_eq!(r["operation"], "CREATE");
+    assert_eq!(r["kind"], "Pod");
+    assert_eq!(r["dryRun"], false);
+    assert!(r["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert!(!output.contains(&canary), "{output}");
+}

@@ -295,6 +295,50 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
     );
     assert!(logs.contains("permanent"), "{logs}");
     assert!(!logs.contains("canary"), "no value in the logs: {logs}");
+    // The audit trail (docs/audit.md) of the stored pod: identity from the downward API the
+    // injector wired, a decrypt at start, one after the re-seal, and the failed one.
+    let records: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.starts_with("{\"schema\":\"hush.audit/v1\""))
+        .map(|l| serde_json::from_str(l).expect("a record is one JSON line"))
+        .collect();
+    let reference = format!("sealed:{CM}/password");
+    let decrypts: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "decrypt" && r["reference"] == reference.as_str())
+        .collect();
+    assert!(decrypts.len() >= 3, "{records:?}");
+    for r in &decrypts {
+        assert_eq!(
+            (
+                &r["pod"],
+                &r["namespace"],
+                &r["serviceAccount"],
+                &r["source"]
+            ),
+            (
+                &serde_json::json!(pod_name),
+                &serde_json::json!(ns),
+                &serde_json::json!("app"),
+                &serde_json::json!("sealed")
+            ),
+            "{r}"
+        );
+    }
+    assert_eq!(decrypts[0]["outcome"], "ok");
+    assert!(decrypts[0].get("changed").is_none(), "{}", decrypts[0]);
+    assert!(
+        decrypts
+            .iter()
+            .any(|r| r["outcome"] == "ok" && r["changed"] == true),
+        "{decrypts:?}"
+    );
+    let failed = decrypts.last().expect("records");
+    assert_eq!(
+        (&failed["outcome"], &failed["errorClass"]),
+        (&serde_json::json!("error"), &serde_json::json!("permanent")),
+        "{failed}"
+    );
     assert_eq!(std::fs::read(&db).expect("read db"), PASSWORD_2.as_bytes());
     assert_eq!(std::fs::read(&cert).expect("read cert"), binary_value());
     let m = http_get(metrics.parse().expect("a loopback address"), "/metrics");

@@ -607,6 +607,29 @@ path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
         "1",
         "the new user still works"
     );
+    // The audit trail: the new credentials are a re-fetch because of the lease, and the old lease
+    // (a different hash) is revoked as replaced.
+    let records = audit_records(&sc.logs());
+    let lease_of = |event: &str, reason: &str| {
+        records
+            .iter()
+            .find(|r| r["event"] == event && r["reason"] == reason && r["outcome"] == "ok")
+            .and_then(|r| r["lease"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {event} ({reason}) record in {records:?}"))
+    };
+    let first = records
+        .iter()
+        .find(|r| r["event"] == "fetch")
+        .and_then(|r| r["lease"].as_str())
+        .unwrap_or_else(|| panic!("no fetch record in {records:?}"));
+    let second = lease_of("refetch", "lease");
+    assert_ne!(first, second, "a new lease");
+    assert_eq!(
+        lease_of("revoke", "replaced"),
+        first,
+        "the old lease is revoked"
+    );
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success(), "logs:\n{}", sc.logs());
 }
@@ -1431,4 +1454,236 @@ async fn after_a_rotation_no_copy_of_the_old_value_is_left_in_memory() {
     hush_tests::memscan::assert_no_copies(sc.pid(), &[&plain_a, &pem_a]);
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
+
+/// The audit records (docs/audit.md) in what the sidecar printed: every line that is a
+/// `hush.audit/v1` JSON object. A line that starts like a record but does not parse fails the test:
+/// records are whole lines, never interleaved with logs.
+fn audit_records(output: &str) -> Vec<serde_json::Value> {
+    output
+        .lines()
+        .filter(|l| l.starts_with("{\"schema\":"))
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            assert_eq!(v["schema"], "hush.audit/v1", "{l}");
+            v
+        })
+        .collect()
+}
+
+/// `sha256:` and the first 16 hex digits of the SHA-256 of `s`, computed by coreutils rather than
+/// by the code under test.
+fn sha256_prefix(s: &str) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("sha256:{}", &String::from_utf8_lossy(&out.stdout)[..16])
+}
+
+/// The full lease ids Vault holds for `database/creds/<role>`.
+fn lease_ids(env: &TestEnv, db_role: &str) -> Vec<String> {
+    let prefix = format!("database/creds/{db_role}/");
+    let out = bao_ok(
+        env,
+        &[
+            "list",
+            "-format=json",
+            &format!("sys/leases/lookup/{prefix}"),
+        ],
+    );
+    let keys: Vec<String> = serde_json::from_str(&out).unwrap();
+    keys.into_iter().map(|k| format!("{prefix}{k}")).collect()
+}
+
+/// The audit trail of a whole pod life on the real OpenBao and PostgreSQL: login and first fetches,
+/// a rotation (a re-fetch with the new version), a lease renewal, a failed check after the secret
+/// is deleted upstream, and on SIGTERM the revocation of the lease and the token. Every record
+/// names the pod, its namespace, ServiceAccount and node; the lease appears only as its hash, and
+/// neither a secret value, the database password, the full lease id nor the service-account token
+/// appears anywhere in the sidecar's output (records and trace-level logs alike).
+#[tokio::test]
+async fn the_audit_trail_follows_a_pod_from_start_to_sigterm_and_holds_no_value() {
+    let db_role = unique_name("dbr");
+    let fx = Fixture::new(&format!(
+        r#"path "database/creds/{db_role}" {{ capabilities = ["read"] }}
+path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
+    ))
+    .await;
+    configure_db_role(&fx, &db_role, "15s", "10m");
+    let canary = format!("CANARY-{}", unique_name("c"));
+    fx.put("app", &[("password", &canary)]);
+    let kv = format!("vault:{}", fx.kv_path("app"));
+    let db = format!("vault:database/creds/{db_role}");
+    let cfg = fx.config(
+        vec![
+            file("db-password", &format!("{db}#password"), 0o400),
+            file("db-user", &format!("{db}#username"), 0o400),
+            file("password", &format!("{kv}#password"), 0o444),
+        ],
+        30,
+        OnChange::None,
+    );
+    let mut sc = fx.start(&cfg, "run", &[("HUSH_LOG", "trace")]).await;
+    sc.started().await;
+    let db_pass = sc.read_string("db-password").unwrap();
+    let leases = lease_ids(&fx.env, &db_role);
+    assert_eq!(leases.len(), 1, "one lease for both database files");
+    let lease = sha256_prefix(&leases[0]);
+
+    // Rotation: a new KV version, picked up by a refresh cycle.
+    let canary2 = format!("{canary}-2");
+    fx.put("app", &[("password", &canary2)]);
+    sc.signal(Signal::HUP);
+    wait_for("rotation", || {
+        (sc.read_string("password").as_deref() == Some(canary2.as_str())).then_some(())
+    })
+    .await;
+    // The 15 s lease is renewed at about 10 s.
+    wait_for("a lease renewal", || {
+        metric(&sc.metrics_text(), "hush_sidecar_lease_renewals_total ").filter(|v| *v >= 1.0)
+    })
+    .await;
+    // A failure: the secret is deleted upstream; the next check fails (the file stays).
+    bao_ok(&fx.env, &["kv", "metadata", "delete", &fx.kv_path("app")]);
+    sc.signal(Signal::HUP);
+    wait_for("the failed check's record", || {
+        audit_records(&sc.logs())
+            .iter()
+            .any(|r| r["event"] == "check" && r["outcome"] == "error")
+            .then_some(())
+    })
+    .await;
+    let jwt = std::fs::read_to_string(sc.vault_token_file()).unwrap();
+    let st = sc.terminate().await;
+    assert!(st.success(), "exit status {st}; logs:\n{}", sc.logs());
+
+    let output = sc.logs();
+    let records = audit_records(&output);
+    let pod = sc.pod.metadata.name.clone().unwrap();
+    for r in &records {
+        assert_eq!(r["program"], "hush-sidecar", "{r}");
+        assert_eq!(r["pod"], pod.as_str(), "{r}");
+        assert_eq!(r["namespace"], fx.ns.as_str(), "{r}");
+        assert_eq!(r["serviceAccount"], "app", "{r}");
+        assert!(r["node"].as_str().is_some_and(|n| !n.is_empty()), "{r}");
+        assert!(r["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{r}");
+        assert_eq!(r["source"], "vault", "{r}");
+    }
+    // Finds the first record matching `want` (a subset of its fields) after position `from`.
+    let find = |from: usize, want: serde_json::Value| -> usize {
+        let want = want.as_object().unwrap();
+        records
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, r)| want.iter().all(|(k, v)| &r[k] == v))
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no record {} after #{from} in:\n{}",
+                    serde_json::Value::Object(want.clone()),
+                    records
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })
+    };
+    use serde_json::json;
+    let login = find(
+        0,
+        json!({"event": "login", "object": "token", "outcome": "ok"}),
+    );
+    let fetch_kv = find(
+        login,
+        json!({"event": "fetch", "outcome": "ok", "reference": kv, "files": ["password"],
+               "version": "1"}),
+    );
+    let fetch_db = find(
+        login,
+        json!({"event": "fetch", "outcome": "ok", "reference": db, "lease": lease}),
+    );
+    let files = records[fetch_db]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{}", records[fetch_db]);
+    let refetch = find(
+        fetch_kv,
+        json!({"event": "refetch", "outcome": "ok", "reference": kv, "version": "2",
+               "changed": true, "reason": "refresh"}),
+    );
+    find(
+        fetch_db,
+        json!({"event": "renew", "object": "lease", "outcome": "ok", "reference": db,
+               "lease": lease}),
+    );
+    let failed = find(
+        refetch,
+        json!({"event": "check", "outcome": "error", "reference": kv,
+               "errorClass": "permanent"}),
+    );
+    let revoke = find(
+        failed,
+        json!({"event": "revoke", "object": "lease", "outcome": "ok", "reference": db,
+               "lease": lease, "reason": "shutdown"}),
+    );
+    find(
+        revoke,
+        json!({"event": "revoke", "object": "token", "outcome": "ok", "reason": "shutdown"}),
+    );
+    // Records only for accesses: the unchanged database secret is not re-read by the rotation.
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["reference"] == db.as_str() && r["event"] == "fetch")
+            .count(),
+        1
+    );
+
+    assert!(output.contains("TRACE"), "the sidecar ran at trace level");
+    for (what, needle) in [
+        ("the first value", canary.as_str()),
+        ("the rotated value", canary2.as_str()),
+        ("the database password", db_pass.as_str()),
+        ("the full lease id", leases[0].as_str()),
+        ("the service-account token", jwt.trim()),
+    ] {
+        assert!(!output.contains(needle), "{what} appears in the output");
+    }
+    assert!(!output.contains("CANARY-"), "a value appears in the output");
+}
+
+/// `audit: false` in the operator settings: the sidecar writes its files and no record at all.
+#[tokio::test]
+async fn the_operator_can_turn_the_audit_trail_off() {
+    let fx = Fixture::new("").await;
+    fx.put("quiet", &[("v", "quiet-value")]);
+    let mut cfg = fx.config(
+        vec![file(
+            "v",
+            &format!("vault:{}#v", fx.kv_path("quiet")),
+            0o444,
+        )],
+        30,
+        OnChange::None,
+    );
+    cfg.operator.audit = false;
+    let mut on = cfg.clone();
+    on.operator.audit = true;
+    for (cfg, want) in [(&on, true), (&cfg, false)] {
+        let mut sc = fx.start(cfg, "once", &[]).await;
+        let st = sc.wait_exit().await;
+        assert!(st.success(), "exit status {st}; logs:\n{}", sc.logs());
+        assert_eq!(sc.read_string("v").as_deref(), Some("quiet-value"));
+        let records = audit_records(&sc.logs());
+        assert_eq!(
+            !records.is_empty(),
+            want,
+            "audit {want}: records {records:?}; logs:\n{}",
+            sc.logs()
+        );
+    }
 }

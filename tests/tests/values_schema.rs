@@ -17,8 +17,9 @@ const BLESS: &str = "HUSH_BLESS=1 cargo test --workspace --locked --test values_
 
 /// Where each operator field lives in values.yaml: (operator path, values path, empty = unset).
 /// Empty strings in values mean "no Vault" / "no AWS" / "none", so those values also accept "".
-const IN_VALUES: [(&str, &str, bool); 15] = [
+const IN_VALUES: [(&str, &str, bool); 16] = [
     ("metricsPort", "sidecar.metricsPort", false),
+    ("audit", "audit", false),
     (
         "fetchDeadlineSeconds",
         "sidecar.fetchDeadlineSeconds",

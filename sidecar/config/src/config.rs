@@ -223,6 +223,9 @@ pub struct OperatorSettings {
     #[serde(with = "secs", rename = "fetchDeadlineSeconds")]
     #[cfg_attr(feature = "schema", schemars(with = "u64", range(min = 1, max = limits::MAX_FETCH_DEADLINE.as_secs())))]
     pub fetch_deadline: Duration,
+    /// Emit the audit trail: one JSON record per secret access (sidecar) and per admission
+    /// decision (injector), on stdout (docs/audit.md). On unless the operator turns it off.
+    pub audit: bool,
 }
 
 impl Default for OperatorSettings {
@@ -239,6 +242,7 @@ impl Default for OperatorSettings {
             fs_group: None,
             max_file_bytes: 1 << 20,
             fetch_deadline: Duration::from_secs(120),
+            audit: true,
         }
     }
 }

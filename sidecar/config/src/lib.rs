@@ -7,13 +7,16 @@
 //! that the injector links the parser without the sidecar's runtime: no AWS SDK, no vaultrs, no
 //! reqwest or hyper client. A cargo feature on `hush-sidecar` would not do: in a workspace build,
 //! features are unified, so any member enabling the runtime would put it back into the injector's
-//! binary. Everything here is pure (no IO) and bounded. [`Backoff`] is here for the same reason: the
-//! injector's certificate renewal shares the sidecar's retry and renewal timing. The modules are
-//! private and the crate root is the API, except [`annotations`] (the table and the parser),
-//! [`template`] (the template sandbox) and [`backoff`] (retry timing), which are namespaces of
-//! functions and constants.
+//! binary. Everything here is pure (no IO) and bounded, except [`audit::layer`], which writes the
+//! audit records both programs emit to the writer their `main` gives it. [`Backoff`] is here
+//! because the injector's certificate renewal shares the sidecar's retry and renewal timing. The
+//! modules are private and the crate root is the API, except [`annotations`] (the table and the
+//! parser), [`template`] (the template sandbox), [`backoff`] (retry timing) and [`audit`] (the
+//! audit trail's shared schema name, target and layer), which are namespaces of functions and
+//! constants.
 
 pub mod annotations;
+pub mod audit;
 pub mod backoff;
 mod config;
 mod error;

@@ -56,6 +56,10 @@ pub mod env {
     pub const POD_NAME: &str = "HUSH_POD_NAME";
     /// The pod's namespace (downward API `metadata.namespace`).
     pub const POD_NAMESPACE: &str = "HUSH_POD_NAMESPACE";
+    /// The pod's ServiceAccount (downward API `spec.serviceAccountName`), for the audit trail.
+    pub const SERVICE_ACCOUNT: &str = "HUSH_SERVICE_ACCOUNT";
+    /// The node the pod runs on (downward API `spec.nodeName`), for the audit trail.
+    pub const NODE_NAME: &str = "HUSH_NODE_NAME";
     /// The projected STS token, read by the AWS SDK's web-identity provider.
     pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
     /// The role to assume with web identity (`hush.dev/aws-role-arn`).

@@ -27,12 +27,13 @@ use rustify::enums::RequestMethod;
 use self::auth::{Login, TokenState};
 use self::client::{CallError, STORE, Vault};
 use self::kv::{Engine, Envelope, Kv2Data, Kv2Metadata, MountInfo};
+use crate::audit::{Access, Audit, Event, Object, Outcome, Reason};
 use crate::error::{Error, Result};
 use crate::provider::{Check, Fetched, LocalBoxFuture, Maintenance, Provider, Version};
 use crate::runtime::Paths;
 use crate::secret::{SecretFields, SecretValue};
 use hush_config::{ErrorClass, renew_after};
-use hush_config::{SidecarConfig, SourceRef, VaultAuth};
+use hush_config::{SidecarConfig, SourceKind, SourceRef, VaultAuth};
 
 /// A lease with less than this share of its TTL left is replaced instead of renewed.
 const MIN_LEASE_LEFT_FRACTION: f64 = 0.1;
@@ -43,6 +44,7 @@ const RETIRE_GRACE_MAX: Duration = Duration::from_secs(60);
 
 /// A lease whose secret was replaced by a new fetch, revoked at `at`.
 struct Retired {
+    source: SourceRef,
     id: String,
     at: Instant,
 }
@@ -77,11 +79,13 @@ pub(crate) struct VaultProvider {
     /// Replaced leases waiting for their revocation.
     retired: Vec<Retired>,
     pending_refetch: Vec<SourceRef>,
+    /// Records logins, renewals and revocations (fetches are recorded by the refresh engine).
+    audit: Audit,
 }
 
 impl VaultProvider {
     /// Builds the client from the operator's settings; nothing is sent until the first fetch.
-    pub(crate) fn new(cfg: &SidecarConfig, paths: &Paths) -> Result<VaultProvider> {
+    pub(crate) fn new(cfg: &SidecarConfig, paths: &Paths, audit: Audit) -> Result<VaultProvider> {
         let settings = cfg.operator.vault.as_ref().ok_or_else(|| Error::Config {
             field: "operator.vault".into(),
             reason: hush_config::NO_VAULT.into(),
@@ -107,22 +111,57 @@ impl VaultProvider {
             leases: BTreeMap::new(),
             retired: Vec::new(),
             pending_refetch: Vec::new(),
+            audit,
         })
     }
 
     async fn ensure_token(&mut self) -> Result<()> {
         if self.token.is_none() || !self.vault.has_token() {
-            let st = self.login.login(&mut self.vault).await?;
+            let st = self.log_in().await?;
             self.token = Some(st);
         }
         Ok(())
     }
 
     async fn relogin(&mut self) -> Result<()> {
-        let st = self.login.login(&mut self.vault).await?;
+        let st = self.log_in().await?;
         self.token = Some(st);
         self.schedule_all_leases_refetch();
         Ok(())
+    }
+
+    /// Logs in, and records it.
+    async fn log_in(&mut self) -> Result<TokenState> {
+        let r = self.login.login(&mut self.vault).await;
+        let a = Access::new(Event::Login, Object::Token, SourceKind::Vault);
+        self.audit.record(match &r {
+            Ok(_) => a,
+            Err(e) => a.failed(e),
+        });
+        r
+    }
+
+    /// Records an event on the lease `id` of `source`.
+    fn record_lease(
+        &self,
+        event: Event,
+        source: &SourceRef,
+        id: &str,
+        reason: Option<Reason>,
+        outcome: std::result::Result<Outcome, &Error>,
+    ) {
+        let reference = source.to_string();
+        let mut a = Access::new(event, Object::Lease, SourceKind::Vault);
+        a.reference = Some(&reference);
+        a.lease_id = Some(id);
+        a.reason = reason;
+        match outcome {
+            Ok(o) => {
+                a.outcome = o;
+                self.audit.record(a);
+            }
+            Err(e) => self.audit.record(a.failed(e)),
+        }
     }
 
     fn schedule_all_leases_refetch(&mut self) {
@@ -439,6 +478,7 @@ impl VaultProvider {
             return;
         }
         self.retired.push(Retired {
+            source: old.source,
             id: old.id,
             at: now + (left / 2).min(RETIRE_GRACE_MAX),
         });
@@ -451,26 +491,42 @@ impl VaultProvider {
             .into_iter()
             .partition(|r| all || r.at <= now);
         self.retired = later;
+        let why = Some(if all {
+            Reason::Shutdown
+        } else {
+            Reason::Replaced
+        });
         for r in due {
-            match leases::revoke(&self.vault, &r.id).await {
+            let outcome = match leases::revoke(&self.vault, &r.id).await {
                 Ok(()) => {
                     out.leases_revoked += 1;
                     tracing::info!("replaced vault lease revoked");
+                    Ok(Outcome::Ok)
                 }
                 Err(e) if e.status() == Some(403) => {
                     out.lease_revocations_forbidden += 1;
                     tracing::debug!(
                         "sys/leases/revoke not permitted; the replaced lease ends at its TTL"
                     );
+                    Ok(Outcome::Forbidden)
                 }
                 Err(e) => {
                     out.lease_revocations_failed += 1;
+                    let err = e.into_error("revocation of a replaced lease");
                     tracing::warn!(
-                        error = %e.into_error("revocation of a replaced lease"),
+                        error = %err,
                         "replaced vault lease not revoked; it ends at its TTL"
                     );
+                    Err(err)
                 }
-            }
+            };
+            self.record_lease(
+                Event::Revoke,
+                &r.source,
+                &r.id,
+                why,
+                outcome.as_ref().copied(),
+            );
         }
     }
 
@@ -481,7 +537,17 @@ impl VaultProvider {
         if let Some(st) = self.token.clone()
             && st.next_action.is_some_and(|t| t <= now)
         {
-            let (next, relogged) = self.login.maintain(&mut self.vault, &st).await?;
+            let r = self.login.maintain(&mut self.vault, &st).await;
+            let event = match &r {
+                Ok((_, true)) => Event::Login,
+                _ => Event::Renew,
+            };
+            let a = Access::new(event, Object::Token, SourceKind::Vault);
+            self.audit.record(match &r {
+                Ok(_) => a,
+                Err(e) => a.failed(e),
+            });
+            let (next, relogged) = r?;
             self.token = Some(next);
             out.token_renewed = true;
             if relogged {
@@ -509,10 +575,11 @@ impl VaultProvider {
                 }
                 continue;
             }
-            let (id, increment) = (l.id.clone(), l.increment);
+            let (id, increment, source) = (l.id.clone(), l.increment, l.source.clone());
             match leases::renew(&self.vault, &id, increment).await {
                 Ok(r) => {
                     out.leases_renewed += 1;
+                    self.record_lease(Event::Renew, &source, &id, None, Ok(Outcome::Ok));
                     let now = Instant::now();
                     let ttl = Duration::from_secs(r.lease_duration);
                     if let Some(l) = self.leases.get_mut(&key) {
@@ -531,6 +598,7 @@ impl VaultProvider {
                 Err(e) => {
                     let status = e.status();
                     let err = e.into_error("lease renewal");
+                    self.record_lease(Event::Renew, &source, &id, None, Err(&err));
                     if matches!(status, Some(400) | Some(403) | Some(404)) {
                         // The lease is gone (revoked, or its token expired): fetch a new secret.
                         tracing::warn!(error = %err, "vault lease cannot be renewed; fetching a new secret");
@@ -561,27 +629,45 @@ impl VaultProvider {
         let mut retired = Maintenance::default();
         self.revoke_retired(true, &mut retired).await;
         let leases = std::mem::take(&mut self.leases);
+        let why = Some(Reason::Shutdown);
         for (_, l) in leases {
-            match leases::revoke(&self.vault, &l.id).await {
-                Ok(()) => tracing::info!("vault lease revoked"),
+            let outcome = match leases::revoke(&self.vault, &l.id).await {
+                Ok(()) => {
+                    tracing::info!("vault lease revoked");
+                    Ok(Outcome::Ok)
+                }
                 Err(e) if e.status() == Some(403) && self.login.can_relogin() => {
                     // The policy does not grant sys/leases/revoke; revoking the token below ends
                     // every lease it created.
                     tracing::debug!("sys/leases/revoke not permitted; relying on token revocation");
+                    Ok(Outcome::Forbidden)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e.into_error("lease revocation"), "vault lease not revoked")
+                    let err = e.into_error("lease revocation");
+                    tracing::warn!(error = %err, "vault lease not revoked");
+                    Err(err)
                 }
-            }
+            };
+            self.record_lease(
+                Event::Revoke,
+                &l.source,
+                &l.id,
+                why,
+                outcome.as_ref().copied(),
+            );
         }
         if self.login.can_relogin() {
+            let a = Access::new(Event::Revoke, Object::Token, SourceKind::Vault);
+            let mut a = Access { reason: why, ..a };
             match vaultrs::token::revoke_self(self.vault.client()).await {
                 Ok(()) => tracing::info!("vault token revoked"),
-                Err(e) => tracing::warn!(
-                    error = %CallError::from_vaultrs(e).into_error("token revocation"),
-                    "vault token not revoked"
-                ),
+                Err(e) => {
+                    let err = CallError::from_vaultrs(e).into_error("token revocation");
+                    tracing::warn!(error = %err, "vault token not revoked");
+                    a = a.failed(&err);
+                }
             }
+            self.audit.record(a);
         }
         self.vault.clear_token();
         self.token = None;
@@ -676,6 +762,10 @@ impl Provider for VaultProvider {
 
     fn lease_expiry(&self, source: &SourceRef) -> Option<Instant> {
         self.leases.get(&source.to_string()).map(|l| l.expires)
+    }
+
+    fn lease_id(&self, source: &SourceRef) -> Option<&str> {
+        self.leases.get(&source.to_string()).map(|l| l.id.as_str())
     }
 
     fn revoke_all(&mut self) -> LocalBoxFuture<'_, ()> {

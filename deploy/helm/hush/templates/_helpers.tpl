@@ -90,14 +90,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
       "resources" $res
       "secretsSizeLimit" $s.secretsSizeLimit -}}
 {{- /* `operator` is the sidecar's OperatorSettings as is (see the README's injector configuration);
-     its values keep their old places in values.yaml (sidecar.*, vault.*, aws.*). */ -}}
+     its values keep their old places in values.yaml (sidecar.*, vault.*, aws.*, audit). */ -}}
 {{- $operator := dict
       "metricsPort" (int $s.metricsPort)
       "fetchDeadlineSeconds" (int $s.fetchDeadlineSeconds)
       "defaultRefreshSeconds" (int $s.defaultRefreshSeconds)
       "minRefreshSeconds" (int $s.minRefreshSeconds)
       "maxRefreshSeconds" (int $s.maxRefreshSeconds)
-      "maxFileBytes" (int64 $s.maxFileBytes) -}}
+      "maxFileBytes" (int64 $s.maxFileBytes)
+      "audit" $v.audit -}}
 {{- if $v.vault.addr -}}
 {{- $vault := dict
       "addr" $v.vault.addr
