@@ -148,6 +148,9 @@ pub enum Command {
         #[command(flatten)]
         identities: IdentityArgs,
     },
+    /// Find pods that missed injection or run an old sidecar, webhook problems and broken sealed
+    /// references (read-only; exits 1 on any finding).
+    Doctor(crate::doctor::DoctorArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -403,6 +406,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if failed == 0 { 0 } else { 1 })
         }
+        Command::Doctor(args) => crate::doctor::run(args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = std::io::stdout().lock();
@@ -458,7 +462,7 @@ fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Res
 }
 
 /// Adds `path` (a file) or every sealed manifest under it (a directory, hidden entries skipped).
-fn collect_sealed(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect_sealed(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         out.push(path.to_owned());
