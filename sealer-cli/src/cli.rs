@@ -148,8 +148,9 @@ pub enum Command {
         #[command(flatten)]
         identities: IdentityArgs,
     },
-    /// Find pods that missed injection or run an old sidecar, webhook problems and broken sealed
-    /// references (read-only; exits 1 on any finding).
+    /// Check the cluster: pods that missed injection or run an old sidecar, webhook, sealed refs.
+    ///
+    /// Read-only (get and list); prints each finding with its fix and exits 1 on any.
     Doctor(crate::doctor::DoctorArgs),
     /// Print shell completions.
     Completions {

@@ -90,11 +90,10 @@ async fn run_async(args: DoctorArgs) -> Result<u8> {
     };
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| cluster_error(&format!("reading {}", path.display()), e))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| cluster_error("--kubeconfig", e))?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .map_err(|e| cluster_error(&format!("loading {}", path.display()), e))?
+                .map_err(|e| cluster_error("--kubeconfig", e))?
         }
         None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
