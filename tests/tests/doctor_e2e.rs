@@ -11,7 +11,8 @@
 //! - its own MutatingWebhookConfiguration and a Service copy whose endpoints are the real injector
 //!   pods, with a caBundle from an unrelated CA: the TLS dial must report that it does not verify.
 //!   The configuration selects no namespace, so it never affects another test;
-//! - a namespace the real webhook selects, with a pod it injected: doctor must exit 0 there.
+//! - a namespace the real webhook selects, with a pod it injected: doctor must exit 0 there;
+//! - a sealed ConfigMap whose recipients differ from the rule of a `--repo` `.hush.yaml`.
 //!
 //! Pods carry a scheduling gate: what doctor reads is the stored spec, and nothing needs to run.
 
@@ -122,6 +123,16 @@ fn findings<'a>(doc: &'a serde_json::Value, check: &str) -> Vec<&'a serde_json::
         .iter()
         .filter(|f| f["check"] == check)
         .collect()
+}
+
+/// The recipient printed by `hush keygen` (`# public key: age1...`).
+fn public_key(out: &Output) -> String {
+    assert!(out.status.success(), "hush keygen: {}", text(out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("hush keygen prints the public key")
+        .to_string()
 }
 
 async fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
@@ -447,6 +458,67 @@ async fn doctor_finds_missed_injection_and_a_broken_ca_bundle_and_passes_a_clean
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json(&out)["findings"], serde_json::json!([]));
+
+    // 4. --repo: a sealed ConfigMap in the cluster sealed for one key, while the repository's
+    //    .hush.yaml now names another for its file (a rotated team key the file already has).
+    let old_key = public_key(&run(Command::new(bin("hush")).arg("keygen"), None));
+    let new_key = public_key(&run(Command::new(bin("hush")).arg("keygen"), None));
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {broken_ns}}}\n\
+         stringData: {{password: not-a-real-secret}}\n"
+    );
+    let seal = |recipient: &str| {
+        let out = run(
+            Command::new(bin("hush")).args(["seal", "-r", recipient]),
+            Some(&secret),
+        );
+        assert!(out.status.success(), "hush seal: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    apply(&env, &seal(&old_key));
+    let repo = std::env::temp_dir().join(unique_name("doctor-repo"));
+    std::fs::create_dir_all(repo.join("clusters")).unwrap();
+    std::fs::write(
+        repo.join(".hush.yaml"),
+        format!("creation_rules:\n  - path_glob: \"clusters/**\"\n    age: {new_key}\n"),
+    )
+    .unwrap();
+    let file = repo.join("clusters/db.sealed.yaml");
+    std::fs::write(&file, seal(&new_key)).unwrap();
+    let out = doctor(
+        &kubeconfig,
+        &[
+            "--webhook",
+            RELEASE,
+            "-n",
+            &broken_ns,
+            "--repo",
+            repo.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc = json(&out);
+    let sealed = findings(&doc, "sealed");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1, "{doc:#}");
+    assert_eq!(sealed[0]["object"], format!("ConfigMap {broken_ns}/db"));
+    assert_eq!(
+        sealed[0]["problem"],
+        format!(
+            "its recipients differ from .hush.yaml's rule for {}: it lacks {new_key} and also has \
+             {old_key}",
+            file.display()
+        )
+    );
+    assert_eq!(
+        sealed[0]["fix"],
+        format!(
+            "{f} is up to date: kubectl apply -f {f}",
+            f = file.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&repo);
 
     let _ = std::fs::remove_file(&kubeconfig);
     drop(cleanup);

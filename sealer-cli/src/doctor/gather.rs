@@ -59,7 +59,10 @@ fn reason(e: &kube::Error) -> String {
             "forbidden ({}); deploy/manifests/hush-doctor-clusterrole.yaml grants what doctor reads",
             s.message
         ),
-        other => other.to_string(),
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => format!(
+            "{other}; check that the kubeconfig's apiserver is reachable (kubectl cluster-info)"
+        ),
     }
 }
 
