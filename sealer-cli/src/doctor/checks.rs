@@ -531,6 +531,9 @@ fn check_pods(s: &Snapshot, r: &mut Report) {
         .and_then(|m| m.webhooks.as_ref())
         .and_then(|w| w.first());
     let mut outdated_config_noted = false;
+    // Injected pods this webhook does not select now: another injector's (or from before a
+    // selector change), so not compared with this one's configuration.
+    let mut not_ours = Vec::new();
     for pod in &s.pods {
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
         if !annotations::inject_requested(&annotations) {
@@ -543,6 +546,7 @@ fn check_pods(s: &Snapshot, r: &mut Report) {
         }
         match sidecar_of(pod) {
             None => missed(s, r, pod, &object, webhook),
+            Some(_) if !selected_by(webhook, s, pod) => not_ours.push(object),
             Some(sidecar) => match &s.injector {
                 Read::Known(current) => {
                     outdated(r, pod, &object, sidecar, current, s);
@@ -561,6 +565,30 @@ fn check_pods(s: &Snapshot, r: &mut Report) {
             },
         }
     }
+    if let Some(first) = not_ours.first() {
+        r.note(
+            "injected pods",
+            format!(
+                "{} (e.g. {first}) are in namespaces or have labels webhook {} does not select: \
+                 not compared with its injector's configuration",
+                not_ours.len(),
+                s.webhook_name
+            ),
+        );
+    }
+}
+
+/// Whether `webhook` would see this pod now (namespace and object selectors). Unknown namespace
+/// labels count as selected.
+fn selected_by(webhook: Option<&MutatingWebhook>, s: &Snapshot, pod: &Pod) -> bool {
+    let Some(w) = webhook else { return true };
+    let (ns, _) = pod_ns_name(pod);
+    let ns_ok = match s.namespaces.get(ns) {
+        Some(Read::Known(labels)) => selector_matches(w.namespace_selector.as_ref(), labels),
+        _ => true,
+    };
+    let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
+    ns_ok && selector_matches(w.object_selector.as_ref(), &pod_labels)
 }
 
 /// The workload that owns a pod (`deployment/shop`) and the command that re-creates its pods.

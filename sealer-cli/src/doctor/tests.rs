@@ -348,6 +348,23 @@ fn an_injected_pod_is_current_until_the_image_or_the_operator_settings_change() 
     );
     assert_eq!(outdated[1].severity, Severity::Warning);
 
+    // A pod in a namespace this webhook does not select was injected by another one: a note.
+    let mut other = healthy();
+    other.pods = vec![pod(
+        "hush-system",
+        "e",
+        annotations.clone(),
+        Some(sidecar("another-injector:1", json!({}))),
+    )];
+    let r = checks::findings(&other);
+    assert_eq!(r.findings, vec![]);
+    assert!(
+        r.notes.iter().any(|n| n.message
+            == "1 (e.g. pod hush-system/e) are in namespaces or have labels webhook hush does \
+                not select: not compared with its injector's configuration"),
+        "{r:#?}"
+    );
+
     // Another HUSH_CONFIG version.
     let mut old = sidecar(IMAGE, json!({}));
     old["env"][0]["value"] = json!(r#"{"version":0}"#);
