@@ -154,6 +154,10 @@ pub enum Command {
         /// Manifest (YAML or JSON, several documents allowed); standard input if absent or `-`.
         input: Option<PathBuf>,
     },
+    /// Check the cluster: pods that missed injection or run an old sidecar, webhook, sealed refs.
+    ///
+    /// Read-only (get and list); prints each finding with its fix and exits 1 on any.
+    Doctor(crate::doctor::DoctorArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -435,6 +439,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             fsio::write_output(None, report.output.as_bytes(), fsio::PUBLIC)?;
             Ok(0)
         }
+        Command::Doctor(args) => crate::doctor::run(args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = std::io::stdout().lock();
@@ -490,7 +495,7 @@ fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Res
 }
 
 /// Adds `path` (a file) or every sealed manifest under it (a directory, hidden entries skipped).
-fn collect_sealed(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect_sealed(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         out.push(path.to_owned());

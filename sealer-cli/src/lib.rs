@@ -5,11 +5,14 @@
 //! sidecar, which only opens values, links none of the CLI's dependencies (clap, clap_complete,
 //! regex, signal-hook). The modules here are private; the crate root re-exports the format's
 //! main entry points (`seal`, `unseal`, `open_value`, ...) beside the CLI's, and the format's
-//! helpers stay in `hush_sealed_format`. See `FORMAT.md` beside this crate.
+//! helpers stay in `hush_sealed_format`. See `FORMAT.md` beside this crate. `hush doctor`
+//! (`doctor/`) is the CLI's read-only cluster check; it links kube-rs and the injector's annotation
+//! parser (`hush_config`), which the sidecar's format crate does not.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cli;
+mod doctor;
 mod edit;
 mod fsio;
 mod migrate;

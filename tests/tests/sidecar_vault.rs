@@ -1454,6 +1454,7 @@ async fn after_a_rotation_no_copy_of_the_old_value_is_left_in_memory() {
     hush_tests::memscan::assert_no_copies(sc.pid(), &[&plain_a, &pem_a]);
     sc.signal(Signal::TERM);
     assert!(sc.wait_exit().await.success());
+}
 
 /// The audit records (docs/audit.md) in what the sidecar printed: every line that is a
 /// `hush.audit/v1` JSON object. A line that starts like a record but does not parse fails the test:

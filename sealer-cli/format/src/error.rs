@@ -121,6 +121,10 @@ pub enum Error {
     #[error("interrupted by signal {signal}; temporary plaintext was removed")]
     Interrupted { signal: i32 },
 
+    /// `hush doctor` could not read what it needs from the cluster (kubeconfig, apiserver, RBAC).
+    #[error("{action}: {reason}")]
+    Cluster { action: String, reason: String },
+
     /// Anything the user asked for that does not make sense.
     #[error("{message}")]
     Usage { message: String },
