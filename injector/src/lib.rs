@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod metrics;
 mod mutate;
+mod pod;
 mod review;
 mod self_managed;
 mod server;

@@ -22,14 +22,17 @@ use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::ser::{SerializeMap as _, SerializeSeq as _};
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 use crate::config::InjectorConfig;
+use crate::pod::{ContainerView, SpecView};
 
 /// Name of the injected container (the contract's, re-exported for the tests).
 pub use hush_contract::SIDECAR_CONTAINER as SIDECAR_NAME;
@@ -98,18 +101,85 @@ fn ptr<'t>(tokens: impl IntoIterator<Item: Into<Token<'t>>>) -> PointerBuf {
     PointerBuf::from_tokens(tokens)
 }
 
-fn add(ops: &mut Vec<PatchOperation>, path: PointerBuf, value: Value) {
-    ops.push(PatchOperation::Add(AddOperation { path, value }));
+/// The value of one `add`. The k8s-openapi objects stay typed until the patch is written, so they
+/// are serialised once, straight into the answer's bytes. Their fields come out in the same order
+/// as through a `serde_json::Value` (sorted by name, as k8s-openapi writes them), so the bytes are
+/// those of [`Ops::into_patch`] (`tests/golden.rs` compares the two for every case).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Val {
+    Json(Value),
+    Volume(Box<Volume>),
+    Mount(VolumeMount),
+    Container(Box<Container>),
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    // k8s-openapi types serialise to JSON objects; a failure would be a bug in those types.
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// One JSON Patch `add`.
+struct Add {
+    path: PointerBuf,
+    value: Val,
+}
+
+impl Serialize for Add {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The field order of json_patch's `PatchOperation::Add`.
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("op", "add")?;
+        m.serialize_entry("path", self.path.as_str())?;
+        m.serialize_entry("value", &self.value)?;
+        m.end()
+    }
+}
+
+/// The operations of a patch, in order.
+#[derive(Default)]
+pub(crate) struct Ops(Vec<Add>);
+
+impl Ops {
+    fn add(&mut self, path: PointerBuf, value: Val) {
+        self.0.push(Add { path, value });
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Appends the patch as JSON to `out`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        struct Seq<'a>(&'a [Add]);
+        impl Serialize for Seq<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for op in self.0 {
+                    seq.serialize_element(op)?;
+                }
+                seq.end()
+            }
+        }
+        serde_json::to_writer(out, &Seq(&self.0))
+    }
+
+    /// The same operations as a `json_patch::Patch` (what [`mutate()`] returns).
+    fn into_patch(self) -> Patch {
+        Patch(
+            self.0
+                .into_iter()
+                .map(|op| {
+                    PatchOperation::Add(AddOperation {
+                        path: op.path,
+                        // k8s-openapi types serialise to JSON objects; a failure would be a bug
+                        // in those types.
+                        value: serde_json::to_value(&op.value).unwrap_or(Value::Null),
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The sidecar we injected, if the pod already carries it (not just a status annotation, which a
 /// user may set): an init container of our name with the config env, and its index for messages.
-fn injected_sidecar(spec: &PodSpec) -> Option<(usize, &Container)> {
+fn injected_sidecar<'s, 'a>(spec: &'s SpecView<'a>) -> Option<(usize, &'s ContainerView<'a>)> {
     spec.init_containers
         .iter()
         .flatten()
@@ -140,7 +210,7 @@ fn check_env_size(config_json: &str) -> Result<(), Denial> {
 }
 
 /// Fails when a chosen container already mounts something at the secrets path.
-fn check_mount_path_free(spec: &PodSpec, t: Target, mount_path: &str) -> Result<(), Denial> {
+fn check_mount_path_free(spec: &SpecView<'_>, t: Target, mount_path: &str) -> Result<(), Denial> {
     let c = container(spec, t);
     if c.volume_mounts
         .iter()
@@ -161,7 +231,7 @@ fn check_mount_path_free(spec: &PodSpec, t: Target, mount_path: &str) -> Result<
 
 /// Adds the read-only secrets mount to one chosen container (and its `volumeMounts` list when it
 /// has none).
-fn add_app_mount(ops: &mut Vec<PatchOperation>, spec: &PodSpec, t: Target, app_mount: &Value) {
+fn add_app_mount(ops: &mut Ops, spec: &SpecView<'_>, t: Target, app_mount: &VolumeMount) {
     let (field, i) = field_of(t);
     let list = || {
         PointerBuf::from_tokens([
@@ -172,11 +242,11 @@ fn add_app_mount(ops: &mut Vec<PatchOperation>, spec: &PodSpec, t: Target, app_m
         ])
     };
     if container(spec, t).volume_mounts.is_none() {
-        add(ops, list(), json!([]));
+        ops.add(list(), Val::Json(json!([])));
     }
     let mut item = list();
     item.push_back(Token::new("-"));
-    add(ops, item, app_mount.clone());
+    ops.add(item, Val::Mount(app_mount.clone()));
 }
 
 /// A later admission of a pod we already injected: with `reinvocationPolicy: IfNeeded` the
@@ -186,10 +256,11 @@ fn add_app_mount(ops: &mut Vec<PatchOperation>, spec: &PodSpec, t: Target, app_m
 /// bring its own `hush-sidecar` with a config that bypasses the operator's rules (allowed roles,
 /// stores, bounds).
 fn reinvocation(
-    spec: &PodSpec,
-    existing: (usize, &Container),
+    spec: &SpecView<'_>,
+    existing: (usize, &ContainerView<'_>),
     sc: &SidecarConfig,
-) -> Result<Patch, Denial> {
+    config_json: &str,
+) -> Result<Ops, Denial> {
     let (index, sidecar) = existing;
     let config = sidecar
         .env
@@ -197,7 +268,7 @@ fn reinvocation(
         .flatten()
         .find(|e| e.name == vars::CONFIG)
         .and_then(|e| e.value.as_deref());
-    if config != Some(sc.to_json().as_str()) {
+    if config != Some(config_json) {
         return Err(Denial::new(
             DenialReason::SidecarMismatch,
             format!(
@@ -206,8 +277,8 @@ fn reinvocation(
             ),
         ));
     }
-    let app_mount = to_value(&mount(volumes::SECRETS, &sc.mount_path, true));
-    let mut ops = Vec::new();
+    let app_mount = mount(volumes::SECRETS, &sc.mount_path, true);
+    let mut ops = Ops::default();
     for t in choose_targets(spec, sc.containers.as_deref())? {
         let c = container(spec, t);
         if c.name == SIDECAR_NAME
@@ -221,7 +292,7 @@ fn reinvocation(
         check_mount_path_free(spec, t, &sc.mount_path)?;
         add_app_mount(&mut ops, spec, t, &app_mount);
     }
-    Ok(Patch(ops))
+    Ok(ops)
 }
 
 fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
@@ -230,25 +301,25 @@ fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
         .any(|k| k.starts_with(ANNOTATION_PREFIX) && k != STATUS)
 }
 
-fn check_reserved(spec: &PodSpec) -> Result<(), Denial> {
+fn check_reserved(spec: &SpecView<'_>) -> Result<(), Denial> {
     let names = spec
         .containers
         .iter()
         .enumerate()
-        .map(|(i, c)| ("containers", i, c.name.as_str()))
+        .map(|(i, c)| ("containers", i, c.name.as_ref()))
         .chain(
             spec.init_containers
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, c)| ("initContainers", i, c.name.as_str())),
+                .map(|(i, c)| ("initContainers", i, c.name.as_ref())),
         )
         .chain(
             spec.ephemeral_containers
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, c)| ("ephemeralContainers", i, c.name.as_str())),
+                .map(|(i, c)| ("ephemeralContainers", i, c.name.as_ref())),
         );
     for (field, i, name) in names {
         if name == SIDECAR_NAME {
@@ -281,7 +352,7 @@ enum Target {
     Init(usize),
 }
 
-fn choose_targets(spec: &PodSpec, wanted: Option<&[String]>) -> Result<Vec<Target>, Denial> {
+fn choose_targets(spec: &SpecView<'_>, wanted: Option<&[String]>) -> Result<Vec<Target>, Denial> {
     let inits = spec.init_containers.as_deref().unwrap_or_default();
     let Some(wanted) = wanted else {
         let mut all: Vec<Target> = (0..spec.containers.len()).map(Target::App).collect();
@@ -290,10 +361,13 @@ fn choose_targets(spec: &PodSpec, wanted: Option<&[String]>) -> Result<Vec<Targe
     };
     let mut out = Vec::new();
     for name in wanted {
-        let found = if let Some(i) = spec.containers.iter().position(|c| &c.name == name) {
+        let found = if let Some(i) = spec.containers.iter().position(|c| c.name == **name) {
             Some(Target::App(i))
         } else {
-            inits.iter().position(|c| &c.name == name).map(Target::Init)
+            inits
+                .iter()
+                .position(|c| c.name == **name)
+                .map(Target::Init)
         };
         if let Some(t) = found {
             if !out.contains(&t) {
@@ -304,7 +378,7 @@ fn choose_targets(spec: &PodSpec, wanted: Option<&[String]>) -> Result<Vec<Targe
                 .containers
                 .iter()
                 .chain(inits.iter())
-                .map(|c| c.name.as_str())
+                .map(|c| c.name.as_ref())
                 .collect();
             return Err(Denial::new(
                 DenialReason::UnknownContainer,
@@ -318,7 +392,7 @@ fn choose_targets(spec: &PodSpec, wanted: Option<&[String]>) -> Result<Vec<Targe
     Ok(out)
 }
 
-fn container(spec: &PodSpec, t: Target) -> &Container {
+fn container<'s, 'a>(spec: &'s SpecView<'a>, t: Target) -> &'s ContainerView<'a> {
     match t {
         Target::App(i) => &spec.containers[i],
         Target::Init(i) => &spec.init_containers.as_deref().unwrap_or_default()[i],
@@ -334,7 +408,7 @@ fn field_of(t: Target) -> (&'static str, usize) {
 
 /// The UID and GID the sidecar runs as: the operator's, or in signal mode the target's.
 fn sidecar_ids(
-    spec: &PodSpec,
+    spec: &SpecView<'_>,
     targets: &[Target],
     sc: &SidecarConfig,
     cfg: &InjectorConfig,
@@ -572,13 +646,14 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
 
 fn sidecar_container(
     sc: &SidecarConfig,
+    config_json: String,
     cfg: &InjectorConfig,
     ids: (i64, i64),
     mounts: Vec<VolumeMount>,
 ) -> Container {
     let native = sc.mode == Mode::Sidecar;
     let mut env = vec![
-        env(vars::CONFIG, sc.to_json()),
+        env(vars::CONFIG, config_json),
         field_env(vars::POD_NAME, "metadata.name"),
         field_env(vars::POD_NAMESPACE, "metadata.namespace"),
         field_env(vars::SERVICE_ACCOUNT, "spec.serviceAccountName"),
@@ -668,12 +743,30 @@ fn denial_from_parser(e: hush_config::Error) -> Denial {
 /// Computes the patch for one pod: empty when the pod does not opt in; for a pod already injected,
 /// only the mounts of containers added since ([`reinvocation`]).
 pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch, Denial> {
+    let spec = pod.spec.as_ref().map(SpecView::of);
+    let ops = mutate_view(
+        pod.metadata.annotations.as_ref(),
+        spec.as_ref(),
+        cfg,
+        namespace,
+    )?;
+    Ok(ops.into_patch())
+}
+
+/// [`mutate()`] on the parts of a pod it reads: its annotations (only the `hush.dev/` ones
+/// matter) and its spec.
+pub(crate) fn mutate_view(
+    annotations: Option<&BTreeMap<String, String>>,
+    spec: Option<&SpecView<'_>>,
+    cfg: &InjectorConfig,
+    namespace: &str,
+) -> Result<Ops, Denial> {
     let empty = BTreeMap::new();
-    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let annotations = annotations.unwrap_or(&empty);
     if !has_hush_annotations(annotations) {
-        return Ok(Patch(Vec::new()));
+        return Ok(Ops::default());
     }
-    let Some(spec) = pod.spec.as_ref() else {
+    let Some(spec) = spec else {
         return Err(Denial::new(DenialReason::InvalidPod, "the pod has no spec"));
     };
     let pod_fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group);
@@ -688,72 +781,68 @@ pub fn mutate(pod: &Pod, cfg: &InjectorConfig, namespace: &str) -> Result<Patch,
     let Some(sc) = hush_config::annotations::check(annotations, namespace, &settings)
         .map_err(denial_from_parser)?
     else {
-        return Ok(Patch(Vec::new()));
+        return Ok(Ops::default());
     };
+    let config_json = sc.to_json();
     if let Some(existing) = injected_sidecar(spec) {
-        return reinvocation(spec, existing, &sc);
+        return reinvocation(spec, existing, &sc, &config_json);
     }
     check_reserved(spec)?;
-    check_env_size(&sc.to_json())?;
+    check_env_size(&config_json)?;
     let targets = choose_targets(spec, sc.containers.as_deref())?;
     for &t in &targets {
         check_mount_path_free(spec, t, &sc.mount_path)?;
     }
     let ids = sidecar_ids(spec, &targets, &sc, cfg)?;
     let (volumes, sidecar_mounts) = volumes_and_mounts(&sc, cfg);
-    let sidecar = sidecar_container(&sc, cfg, ids, sidecar_mounts);
+    let sidecar = sidecar_container(&sc, config_json, cfg, ids, sidecar_mounts);
 
-    let mut ops = Vec::new();
-    add(
-        &mut ops,
+    let mut ops = Ops::default();
+    ops.add(
         ptr(["metadata", "annotations", STATUS]),
-        json!(STATUS_INJECTED),
+        Val::Json(json!(STATUS_INJECTED)),
     );
     if set_fs_group {
         if spec.security_context.is_none() {
-            add(
-                &mut ops,
+            ops.add(
                 ptr(["spec", "securityContext"]),
-                json!({ "fsGroup": cfg.pod_security.fs_group }),
+                Val::Json(json!({ "fsGroup": cfg.pod_security.fs_group })),
             );
         } else {
-            add(
-                &mut ops,
+            ops.add(
                 ptr(["spec", "securityContext", "fsGroup"]),
-                json!(cfg.pod_security.fs_group),
+                Val::Json(json!(cfg.pod_security.fs_group)),
             );
         }
     }
     if matches!(sc.on_change, OnChange::Signal { .. }) && spec.share_process_namespace != Some(true)
     {
-        add(
-            &mut ops,
+        ops.add(
             ptr(["spec", "shareProcessNamespace"]),
-            json!(true),
+            Val::Json(json!(true)),
         );
     }
     if spec.volumes.is_none() {
-        add(&mut ops, ptr(["spec", "volumes"]), json!([]));
+        ops.add(ptr(["spec", "volumes"]), Val::Json(json!([])));
     }
-    for v in &volumes {
-        add(&mut ops, ptr(["spec", "volumes", "-"]), to_value(v));
+    for v in volumes {
+        ops.add(ptr(["spec", "volumes", "-"]), Val::Volume(Box::new(v)));
     }
-    let app_mount = to_value(&mount(volumes::SECRETS, &sc.mount_path, true));
+    let app_mount = mount(volumes::SECRETS, &sc.mount_path, true);
     for &t in &targets {
         add_app_mount(&mut ops, spec, t, &app_mount);
     }
     // Last, so the user's init container indexes above are still their own.
     if spec.init_containers.is_none() {
-        add(&mut ops, ptr(["spec", "initContainers"]), json!([]));
+        ops.add(ptr(["spec", "initContainers"]), Val::Json(json!([])));
     }
-    add(
-        &mut ops,
+    ops.add(
         PointerBuf::from_tokens([
             Token::new("spec"),
             Token::new("initContainers"),
             Token::from(0usize),
         ]),
-        to_value(&sidecar),
+        Val::Container(Box::new(sidecar)),
     );
-    Ok(Patch(ops))
+    Ok(ops)
 }

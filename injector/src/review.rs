@@ -1,21 +1,24 @@
-//! AdmissionReview v1 in and out. The request side is a small typed struct (only the fields we
-//! read; the object stays a `serde_json::Value` until we know it is ours). The response is our own
-//! typed struct rather than kube-core's `AdmissionResponse`, because kube 5 serialises its `patch`
-//! as an array of numbers while the API documents (and the kube-apiserver expects) base64 with
-//! `patchType: JSONPatch`. [`review`] is pure: bytes in, status and bytes out, so it is tested
-//! without a server.
+//! AdmissionReview v1 in and out. The request side is a small typed struct that borrows from the
+//! body (only the fields we read); its `object` stays raw JSON (`&RawValue`, checked but not built)
+//! until the kind and operation say it is ours, and is then deserialised straight into the view of
+//! [`crate::pod`]. The response is our own typed struct rather than kube-core's
+//! `AdmissionResponse`, because kube 5 serialises its `patch` as an array of numbers while the API
+//! documents (and the kube-apiserver expects) base64 with `patchType: JSONPatch`; a patched answer
+//! is written in one pass, the base64 straight into the body. [`review`] is pure: bytes in, status
+//! and bytes out, so it is tested without a server.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::InjectorConfig;
 use crate::metrics::{Endpoint, Metrics, Outcome};
-use crate::mutate::{Denial, mutate};
+use crate::mutate::{Denial, Ops, mutate_view};
+use crate::pod::{MetaView, PodView, SpecView};
 
 /// The only AdmissionReview version we speak.
 pub(crate) const API_VERSION: &str = "admission.k8s.io/v1";
@@ -23,26 +26,30 @@ const KIND: &str = "AdmissionReview";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    request: Option<RequestIn>,
+struct ReviewIn<'a> {
+    #[serde(default, borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
-    uid: String,
-    kind: GroupVersionKind,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    operation: String,
-    #[serde(default)]
-    object: Option<Value>,
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: GroupVersionKind<'a>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: Option<bool>,
     /// Who made the request, for the audit record.
@@ -57,10 +64,11 @@ struct UserInfo {
 }
 
 #[derive(Deserialize)]
-struct GroupVersionKind {
-    #[serde(default)]
-    group: String,
-    kind: String,
+struct GroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
 }
 
 /// The AdmissionReview we send back.
@@ -149,6 +157,40 @@ fn encode(http_status: u16, response: ResponseOut, outcome: Outcome) -> Answer {
     }
 }
 
+/// The answer with a patch: the bytes `encode` gives for an allowed [`ResponseOut`] with
+/// `patchType: JSONPatch` and the base64 of `patch`, written in one pass into a buffer of the right
+/// size (base64 needs no JSON escaping).
+fn encode_patched(uid: &str, patch: &[u8]) -> Answer {
+    const HEAD: &[u8] =
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
+    const MID: &[u8] = br#","allowed":true,"patchType":"JSONPatch","patch":""#;
+    const TAIL: &[u8] = br#""}}"#;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let encoded = base64::encoded_len(patch.len(), true).unwrap_or(0);
+    let mut body =
+        Vec::with_capacity(HEAD.len() + uid.len() + 2 + MID.len() + encoded + TAIL.len());
+    body.extend_from_slice(HEAD);
+    if serde_json::to_writer(&mut body, uid).is_err() {
+        // Writing a string into a Vec cannot fail.
+        return bad_request(None, "hush-injector: cannot encode the answer".into());
+    }
+    body.extend_from_slice(MID);
+    let at = body.len();
+    body.resize(at + encoded, 0);
+    if b64.encode_slice(patch, &mut body[at..]).ok() != Some(encoded) {
+        return bad_request(
+            Some(uid.to_string()),
+            "hush-injector: cannot encode the patch".into(),
+        );
+    }
+    body.extend_from_slice(TAIL);
+    Answer {
+        http_status: 200,
+        body,
+        outcome: Outcome::Patched,
+    }
+}
+
 /// A 400 answer for a request we cannot read, with the uid echoed when there is one.
 pub(crate) fn bad_request(uid: Option<String>, message: String) -> Answer {
     encode(
@@ -158,13 +200,30 @@ pub(crate) fn bad_request(uid: Option<String>, message: String) -> Answer {
     )
 }
 
-/// Digs `request.uid` out of a body that did not fit the schema.
+/// Digs `request.uid` out of a body that did not fit the schema, without building anything else
+/// (unknown fields and the object are skipped unbuilt).
 fn salvage_uid(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.get("request")?.get("uid")?.as_str().map(str::to_string)
+    #[derive(Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Option<Request<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Request<'a> {
+        #[serde(default, borrow)]
+        uid: Option<Cow<'a, str>>,
+    }
+    let v: Review<'_> = serde_json::from_slice(body).ok()?;
+    v.request?.uid.map(Cow::into_owned)
 }
 
 fn describe_json_error(e: &serde_json::Error) -> String {
+    describe_json_error_at(e, 1, 0)
+}
+
+/// [`describe_json_error`] for an error in a part of the body that starts at `line` (1-based),
+/// `column` bytes into it, so the position is the body's.
+fn describe_json_error_at(e: &serde_json::Error, line: usize, column: usize) -> String {
     // Position and category only: serde's message may quote request content.
     let what = match e.classify() {
         serde_json::error::Category::Io => "unreadable",
@@ -172,7 +231,24 @@ fn describe_json_error(e: &serde_json::Error) -> String {
         serde_json::error::Category::Data => "not an AdmissionReview",
         serde_json::error::Category::Eof => "truncated JSON",
     };
-    format!("{what} (line {}, column {})", e.line(), e.column())
+    let (l, c) = match e.line() {
+        0 => (0, 0),
+        1 => (line, column + e.column()),
+        l => (line + l - 1, e.column()),
+    };
+    format!("{what} (line {l}, column {c})")
+}
+
+/// Deserialises a part of `body` into `T`; an error names its position in the body.
+fn decode<'a, T: Deserialize<'a>>(body: &[u8], raw: &'a RawValue) -> Result<T, String> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        let text = raw.get();
+        let offset = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        let before = body.get(..offset).unwrap_or_default();
+        let line = 1 + before.iter().filter(|b| **b == b'\n').count();
+        let column = before.iter().rev().take_while(|b| **b != b'\n').count();
+        describe_json_error_at(&e, line, column)
+    })
 }
 
 /// Answers one AdmissionReview body for `endpoint`, recording metrics.
@@ -189,7 +265,7 @@ fn review_inner(
     cfg: &InjectorConfig,
     metrics: &Metrics,
 ) -> Answer {
-    let parsed: ReviewIn = match serde_json::from_slice(body) {
+    let parsed: ReviewIn<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
             return bad_request(
@@ -201,7 +277,7 @@ fn review_inner(
             );
         }
     };
-    let uid = parsed.request.as_ref().map(|r| r.uid.clone());
+    let uid = parsed.request.as_ref().map(|r| r.uid.to_string());
     if parsed.api_version != API_VERSION || parsed.kind != KIND {
         return bad_request(
             uid,
@@ -223,10 +299,10 @@ fn review_inner(
     let Some(req) = parsed.request else {
         return bad_request(None, "hush-injector: AdmissionReview has no request".into());
     };
-    let uid = req.uid.clone();
+    let uid = &*req.uid;
     let result = match endpoint {
-        Endpoint::Mutate => admit_pod(&req, cfg),
-        Endpoint::Validate => validate_workload(&req, cfg),
+        Endpoint::Mutate => admit_pod(body, &req, cfg),
+        Endpoint::Validate => validate_workload(body, &req, cfg),
     };
     let reason = match &result {
         Err(Refusal::Denied(d)) => Some(d.reason.as_str()),
@@ -236,7 +312,7 @@ fn review_inner(
     let answer = match result {
         Ok(Verdict::Unchanged) => {
             tracing::debug!(%uid, kind = %req.kind.kind, op = %req.operation, "allowed unchanged");
-            encode(200, ResponseOut::allowed(uid), Outcome::Allowed)
+            encode(200, ResponseOut::allowed(uid.to_string()), Outcome::Allowed)
         }
         Ok(Verdict::Patch(bytes)) => {
             tracing::debug!(
@@ -245,10 +321,7 @@ fn review_inner(
                 dry_run = req.dry_run.unwrap_or(false),
                 "injected sidecar"
             );
-            let mut resp = ResponseOut::allowed(uid);
-            resp.patch_type = Some("JSONPatch".into());
-            resp.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
-            encode(200, resp, Outcome::Patched)
+            encode_patched(uid, &bytes)
         }
         Err(Refusal::Denied(d)) => {
             metrics.denied(d.reason.as_str());
@@ -261,11 +334,11 @@ fn review_inner(
             );
             encode(
                 200,
-                ResponseOut::refused(uid, 403, "Forbidden", d.to_string()),
+                ResponseOut::refused(uid.to_string(), 403, "Forbidden", d.to_string()),
                 Outcome::Denied,
             )
         }
-        Err(Refusal::Bad(message)) => bad_request(Some(uid), message),
+        Err(Refusal::Bad(message)) => bad_request(Some(uid.to_string()), message),
     };
     crate::audit::admission(
         cfg.operator.audit,
@@ -296,37 +369,45 @@ enum Refusal {
     Bad(String),
 }
 
-fn namespace_of(req: &RequestIn, meta: &ObjectMeta) -> Result<String, Refusal> {
+fn namespace_of(req: &RequestIn<'_>, meta: &MetaView<'_>) -> Result<String, Refusal> {
     req.namespace
-        .clone()
+        .as_deref()
         .filter(|n| !n.is_empty())
-        .or_else(|| meta.namespace.clone())
+        .or(meta.namespace.as_deref())
+        .map(str::to_string)
         .ok_or_else(|| Refusal::Bad("hush-injector: request has no namespace".into()))
 }
 
-fn admit_pod(req: &RequestIn, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
+fn admit_pod(body: &[u8], req: &RequestIn<'_>, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
     if !req.kind.group.is_empty() || req.kind.kind != "Pod" || req.operation != "CREATE" {
         return Ok(Verdict::Unchanged);
     }
-    let Some(object) = &req.object else {
+    let Some(object) = req.object else {
         return Err(Refusal::Bad(
             "hush-injector: CREATE without an object".into(),
         ));
     };
-    let pod = Pod::deserialize(object).map_err(|e| {
-        Refusal::Bad(format!(
-            "hush-injector: cannot decode the Pod: {}",
-            describe_json_error(&e)
-        ))
-    })?;
+    let pod: PodView<'_> = decode(body, object)
+        .map_err(|why| Refusal::Bad(format!("hush-injector: cannot decode the Pod: {why}")))?;
     let ns = namespace_of(req, &pod.metadata)?;
-    let patch = mutate(&pod, cfg, &ns).map_err(Refusal::Denied)?;
-    if patch.0.is_empty() {
+    let ops = mutate_view(
+        pod.metadata.annotations.as_ref(),
+        pod.spec.as_ref(),
+        cfg,
+        &ns,
+    )
+    .map_err(Refusal::Denied)?;
+    if ops.is_empty() {
         return Ok(Verdict::Unchanged);
     }
-    let bytes = serde_json::to_vec(&patch)
+    Ok(Verdict::Patch(patch_bytes(&ops)?))
+}
+
+fn patch_bytes(ops: &Ops) -> Result<Vec<u8>, Refusal> {
+    let mut bytes = Vec::with_capacity(8 * 1024);
+    ops.write(&mut bytes)
         .map_err(|_| Refusal::Bad("hush-injector: cannot encode the patch".into()))?;
-    Ok(Verdict::Patch(bytes))
+    Ok(bytes)
 }
 
 /// Where the pod template sits in each workload kind we validate.
@@ -340,22 +421,83 @@ fn template_path(group: &str, kind: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// A workload's pod template.
 #[derive(Deserialize, Default)]
-struct Template {
-    #[serde(default)]
-    metadata: Option<ObjectMeta>,
-    #[serde(default)]
-    spec: Option<PodSpec>,
+struct Template<'a> {
+    #[serde(default, borrow)]
+    metadata: Option<MetaView<'a>>,
+    #[serde(default, borrow)]
+    spec: Option<SpecView<'a>>,
 }
 
-fn validate_workload(req: &RequestIn, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
+/// The value under `key` when `raw` is an object that has it (the last one, as a JSON object
+/// read into a map keeps), else `None`; nothing else is built.
+fn member<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
+    struct Member<'k>(&'k str);
+    impl<'de> DeserializeSeed<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if k == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    let mut d = serde_json::Deserializer::from_str(raw.get());
+    Member(key).deserialize(&mut d).ok().flatten()
+}
+
+fn validate_workload(
+    body: &[u8],
+    req: &RequestIn<'_>,
+    cfg: &InjectorConfig,
+) -> Result<Verdict, Refusal> {
     if !(req.operation == "CREATE" || req.operation == "UPDATE") {
         return Ok(Verdict::Unchanged);
     }
     let Some(path) = template_path(&req.kind.group, &req.kind.kind) else {
         return Ok(Verdict::Unchanged);
     };
-    let Some(object) = &req.object else {
+    let Some(object) = req.object else {
         return Err(Refusal::Bad(format!(
             "hush-injector: {} without an object",
             req.operation
@@ -363,28 +505,22 @@ fn validate_workload(req: &RequestIn, cfg: &InjectorConfig) -> Result<Verdict, R
     };
     let mut node = object;
     for key in path {
-        match node.get(key) {
+        match member(node, key) {
             Some(n) => node = n,
             None => return Ok(Verdict::Unchanged),
         }
     }
-    let template = Template::deserialize(node).map_err(|e| {
+    let template: Template<'_> = decode(body, node).map_err(|why| {
         Refusal::Bad(format!(
-            "hush-injector: cannot decode the pod template: {}",
-            describe_json_error(&e)
+            "hush-injector: cannot decode the pod template: {why}"
         ))
     })?;
-    let object_meta = object
-        .get("metadata")
-        .and_then(|m| ObjectMeta::deserialize(m).ok())
+    let object_meta: MetaView<'_> = member(object, "metadata")
+        .and_then(|m| serde_json::from_str(m.get()).ok())
         .unwrap_or_default();
     let ns = namespace_of(req, &object_meta)?;
-    let pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
-    };
-    match mutate(&pod, cfg, &ns) {
+    let meta = template.metadata.unwrap_or_default();
+    match mutate_view(meta.annotations.as_ref(), template.spec.as_ref(), cfg, &ns) {
         Ok(_) => Ok(Verdict::Unchanged),
         Err(mut d) => {
             d.message = format!(

@@ -44,12 +44,17 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// for the apiserver beside a few hundred idle or slow connections (slow ones are closed after
 /// [`HEADER_TIMEOUT`]).
 const MAX_CONNECTIONS: usize = 1024;
-/// Memory budget for request bodies being read and parsed at once, in KiB. Parsing a review costs
-/// up to about 10 times its body (a `serde_json::Value` of small numbers), so each request holds
-/// 11 times its declared length (the body limit when none is declared) until it is answered: a
-/// realistic review (tens of KiB) never waits, a few multi-MiB ones take turns, and the whole
-/// stays near 48 MiB, under the chart's 64 MiB memory limit.
+/// Memory budget for request bodies being read and parsed at once, in KiB. Each request holds
+/// [`BODY_FACTOR`] times its declared length (the body limit when none is declared) until it is
+/// answered: a realistic review (tens of KiB) never waits, a few multi-MiB ones take turns, and
+/// the whole stays near 48 MiB, under the chart's 64 MiB memory limit.
 const BODY_BUDGET_KIB: u32 = 48 * 1024;
+/// What one request may cost, in multiples of its body: the body itself, plus what answering it
+/// allocates at most. Reviews are parsed into borrowed views that skip what is not read
+/// (`crate::pod`), so a body of values nobody reads costs almost nothing (0.1 times the body), but
+/// a body made of the smallest values the view keeps still costs up to about 8 times (3 MiB of
+/// `{"name":"cN"}` containers); `tests/parse_memory.rs` measures the shapes and holds this bound.
+const BODY_FACTOR: usize = 10;
 
 struct Shared {
     cfg: InjectorConfig,
@@ -383,7 +388,7 @@ async fn handle_admission(req: Request<Incoming>, shared: &Shared) -> Response<F
         return too_large(limit);
     }
     let expected = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
-    let kib = u32::try_from(expected.saturating_mul(11) / 1024 + 1)
+    let kib = u32::try_from(expected.saturating_mul(BODY_FACTOR) / 1024 + 1)
         .unwrap_or(BODY_BUDGET_KIB)
         .min(BODY_BUDGET_KIB);
     let Ok(_budget) = shared.body_budget.acquire_many(kib).await else {

@@ -3,12 +3,16 @@
 //! `<case>.patch.json` (compared as parsed JSON) or `<case>.denial.txt`. `HUSH_BLESS=1` rewrites the
 //! expectations; review the diff before committing. Each patched pod is also re-admitted, which
 //! must give an empty patch, and checked against the Pod Security "restricted" rules that concern
-//! the injected container.
+//! the injected container. Every case, and every pod a patch produced, also goes through the
+//! AdmissionReview path the server uses (`review`), whose answer must be, byte for byte, the one
+//! made from `mutate`'s patch.
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use hush_injector::InjectorConfig;
 use hush_injector::RawConfig;
+use hush_injector::{Endpoint, Metrics, ReviewOut, review};
 use hush_injector::{SIDECAR_NAME, mutate};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
@@ -349,4 +353,121 @@ fn config_len(doc: &Value) -> usize {
         .and_then(|e| e["value"].as_str())
         .expect("HUSH_CONFIG")
         .len()
+}
+
+/// `/mutate`'s answer for `pod` (any JSON object) in namespace `ns`.
+fn wire(pod: &Value, ns: &str, cfg: &InjectorConfig) -> (u16, Vec<u8>) {
+    let body = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "golden-uid",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": ns,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+        }
+    });
+    let a = review(
+        Endpoint::Mutate,
+        body.to_string().as_bytes(),
+        cfg,
+        &Metrics::new(),
+    );
+    (a.http_status, a.body)
+}
+
+/// The answer the server gave before it parsed reviews into views and wrote patches in one pass:
+/// `mutate`'s result, its patch through `serde_json::to_vec` and base64, the answer through serde.
+fn expected_answer(result: &Result<json_patch::Patch, hush_injector::Denial>) -> Vec<u8> {
+    let response = match result {
+        Ok(p) if p.0.is_empty() => serde_json::json!({"uid": "golden-uid", "allowed": true}),
+        Ok(p) => serde_json::json!({
+            "uid": "golden-uid", "allowed": true, "patchType": "JSONPatch",
+            "patch": base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(p).expect("encode")),
+        }),
+        Err(d) => serde_json::json!({
+            "uid": "golden-uid", "allowed": false,
+            "status": {"code": 403, "message": d.to_string(), "reason": "Forbidden"},
+        }),
+    };
+    let out: ReviewOut = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response,
+    }))
+    .expect("a ReviewOut");
+    serde_json::to_vec(&out).expect("encode")
+}
+
+#[test]
+fn the_wire_path_answers_what_mutate_decides_byte_for_byte() {
+    let mut checked = 0;
+    for case in cases() {
+        let (pod, ns) = load_case(&case);
+        let cfg = config_for(&case);
+        let result = mutate(&pod, &cfg, &ns);
+        let json = serde_json::to_value(&pod).expect("pod json");
+        let (status, body) = wire(&json, &ns, &cfg);
+        assert_eq!(status, 200, "{case}");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(&expected_answer(&result)),
+            "{case}"
+        );
+        checked += 1;
+        // The patched pod, admitted again through the wire: allowed, nothing to add.
+        if let Ok(patch) = &result {
+            let doc = apply(&pod, patch);
+            let (_, again) = wire(&doc, &ns, &cfg);
+            assert_eq!(
+                String::from_utf8_lossy(&again),
+                String::from_utf8_lossy(&expected_answer(&Ok(json_patch::Patch(Vec::new())))),
+                "{case}: second admission"
+            );
+        }
+    }
+    assert!(checked >= 25, "{checked} cases");
+}
+
+/// The reinvocation and forged-sidecar pods of the tests above, through the wire.
+#[test]
+fn reinvocation_through_the_wire_answers_what_mutate_decides() {
+    let (pod, ns) = load_case("plain");
+    let cfg = config_for("plain");
+    let first = mutate(&pod, &cfg, &ns).expect("injected");
+    let mut doc = apply(&pod, &first);
+    doc["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(serde_json::json!({"name": "late", "image": "registry.example/mesh:1"}));
+    let late: Pod = serde_json::from_value(doc.clone()).expect("pod");
+    let (_, body) = wire(&doc, &ns, &cfg);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        String::from_utf8_lossy(&expected_answer(&mutate(&late, &cfg, &ns)))
+    );
+    let env = doc["spec"]["initContainers"][0]["env"]
+        .as_array_mut()
+        .expect("env");
+    let config = env
+        .iter_mut()
+        .find(|e| e["name"] == "HUSH_CONFIG")
+        .expect("HUSH_CONFIG");
+    let forged = config["value"]
+        .as_str()
+        .expect("a value")
+        .replace("\"role\":\"app\"", "\"role\":\"admin\"");
+    config["value"] = Value::String(forged);
+    let forged: Pod = serde_json::from_value(doc.clone()).expect("pod");
+    let result = mutate(&forged, &cfg, &ns);
+    assert!(result.is_err(), "forged");
+    let (_, body) = wire(&doc, &ns, &cfg);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        String::from_utf8_lossy(&expected_answer(&result))
+    );
 }
