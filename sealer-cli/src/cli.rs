@@ -148,8 +148,10 @@ pub enum Command {
         #[command(flatten)]
         identities: IdentityArgs,
     },
-    /// Translate Vault Agent Injector (vault-k8s) annotations in a manifest into Hush annotations;
-    /// refuses, naming each one, what it cannot translate.
+    /// Translate vault-k8s (Vault Agent Injector) annotations into Hush annotations
+    ///
+    /// Prints the hush.dev/ annotations for every pod template of the manifest; refuses, naming
+    /// each one with its fix, what it cannot translate, and then prints nothing (exit 1).
     Migrate {
         /// Manifest (YAML or JSON, several documents allowed); standard input if absent or `-`.
         input: Option<PathBuf>,
