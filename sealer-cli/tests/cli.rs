@@ -114,29 +114,17 @@ fn seal_then_unseal_gives_back_the_secret_without_last_applied() {
 fn seal_reads_stdin_json_and_writes_stdout() {
     let json =
         r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"api"},"data":{"k":"AA=="}}"#;
-    let mut child = hush()
-        .args([
-            "seal",
-            "-n",
-            "stage",
-            "--scope",
-            "namespace",
-            "-r",
-            &recipient("prod"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = hush();
+    cmd.args([
+        "seal",
+        "-n",
+        "stage",
+        "--scope",
+        "namespace",
+        "-r",
+        &recipient("prod"),
+    ]);
+    let out = run_with_stdin(cmd, json.as_bytes());
     let cm = SealedConfigMap::parse(&ok(&out), "t").unwrap();
     assert_eq!(cm.namespace, "stage");
     assert!(cm.data["_hush"].contains("\"scope\": \"namespace\""));
@@ -267,21 +255,12 @@ fn output_over_one_mebibyte_fails_and_writes_nothing() {
 
 #[test]
 fn reserved_key_is_refused() {
-    let mut child = hush()
-        .args(["seal", "-r", &recipient("prod")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: a}\nstringData: {_hush: hunter2}\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = hush();
+    cmd.args(["seal", "-r", &recipient("prod")]);
+    let out = run_with_stdin(
+        cmd,
+        b"apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: a}\nstringData: {_hush: hunter2}\n",
+    );
     let err = fails_cleanly(&out);
     assert!(err.contains("`_hush` is reserved"), "{err}");
     assert!(out.stdout.is_empty());

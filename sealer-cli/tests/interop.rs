@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::Stdio;
 
 use base64::Engine as _;
@@ -18,18 +17,12 @@ use hush_sealed_format::format::{self, Meta, Scope};
 
 use common::*;
 
-fn pipe(mut cmd: std::process::Command, input: &[u8]) -> Vec<u8> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
+fn pipe(cmd: std::process::Command, input: &[u8]) -> Vec<u8> {
+    let what = format!("{cmd:?}");
+    let out = run_with_stdin(cmd, input);
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout

@@ -7,26 +7,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use common::*;
 
 fn migrate(stdin: &str) -> Output {
-    let mut child = hush()
-        .args(["migrate"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = hush();
+    cmd.arg("migrate");
+    run_with_stdin(cmd, stdin.as_bytes())
 }
 
 const POD: &str = r#"apiVersion: v1

@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 use hush_sealed_format::format::SecretMeta;
 use hush_sealed_format::secret::SecretValue;
@@ -32,6 +33,18 @@ pub(crate) fn hush() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hush"));
     c.env_remove("HUSH_IDENTITY_FILE");
     c
+}
+
+/// Runs `cmd` with `input` on its standard input; both outputs are captured.
+pub(crate) fn run_with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The reference age CLI. Fails (never skips) when it is missing.
