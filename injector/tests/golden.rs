@@ -262,15 +262,9 @@ fn reinvocation_mounts_containers_added_by_a_later_webhook() {
     assert!(third.0.is_empty(), "nothing left to add: {third:?}");
 }
 
-/// A manifest that brings its own `hush-sidecar` (say, a copy of an injected pod with the role in
-/// `HUSH_CONFIG` changed to one the namespace may not use) is denied, not passed through as
-/// "already injected" (golden `reinvocation-forged.denial.txt`).
-#[test]
-fn a_pod_with_its_own_sidecar_config_is_denied() {
-    let (pod, ns) = load_case("plain");
-    let cfg = config_for("plain");
-    let first = mutate(&pod, &cfg, &ns).expect("injected");
-    let mut doc = apply(&pod, &first);
+/// Changes the role in the injected sidecar's `HUSH_CONFIG` from `app` to `admin`, as a tenant
+/// copying an injected pod could.
+fn forge_role(doc: &mut Value) {
     let env = doc["spec"]["initContainers"][0]["env"]
         .as_array_mut()
         .expect("env");
@@ -287,6 +281,18 @@ fn a_pod_with_its_own_sidecar_config_is_denied() {
         "the role was replaced"
     );
     config["value"] = Value::String(forged);
+}
+
+/// A manifest that brings its own `hush-sidecar` (say, a copy of an injected pod with the role in
+/// `HUSH_CONFIG` changed to one the namespace may not use) is denied, not passed through as
+/// "already injected" (golden `reinvocation-forged.denial.txt`).
+#[test]
+fn a_pod_with_its_own_sidecar_config_is_denied() {
+    let (pod, ns) = load_case("plain");
+    let cfg = config_for("plain");
+    let first = mutate(&pod, &cfg, &ns).expect("injected");
+    let mut doc = apply(&pod, &first);
+    forge_role(&mut doc);
     let forged: Pod = serde_json::from_value(doc).expect("pod");
     let denial = mutate(&forged, &cfg, &ns).expect_err("a forged sidecar is denied");
     golden("reinvocation-forged.denial.txt", &format!("{denial}\n"));
@@ -450,18 +456,7 @@ fn reinvocation_through_the_wire_answers_what_mutate_decides() {
         String::from_utf8_lossy(&body),
         String::from_utf8_lossy(&expected_answer(&mutate(&late, &cfg, &ns)))
     );
-    let env = doc["spec"]["initContainers"][0]["env"]
-        .as_array_mut()
-        .expect("env");
-    let config = env
-        .iter_mut()
-        .find(|e| e["name"] == "HUSH_CONFIG")
-        .expect("HUSH_CONFIG");
-    let forged = config["value"]
-        .as_str()
-        .expect("a value")
-        .replace("\"role\":\"app\"", "\"role\":\"admin\"");
-    config["value"] = Value::String(forged);
+    forge_role(&mut doc);
     let forged: Pod = serde_json::from_value(doc.clone()).expect("pod");
     let result = mutate(&forged, &cfg, &ns);
     assert!(result.is_err(), "forged");
