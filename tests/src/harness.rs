@@ -16,21 +16,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `hush-sidecar` binary built by `cargo build --workspace`. `tests/` does not own that
-/// binary target, so it is found next to the running test executable.
-pub fn sidecar_bin() -> PathBuf {
+/// A binary of this workspace (`hush`, `hush-sidecar`, ...) built by `cargo build --workspace`.
+/// `tests/` does not own those binary targets, so they are found next to the running test
+/// executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("test executables live in target/<profile>/deps");
-    let bin = dir.join("hush-sidecar");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: run `cargo build --workspace` first",
         bin.display()
     );
     bin
+}
+
+/// The `hush-sidecar` binary ([`workspace_bin`]).
+pub fn sidecar_bin() -> PathBuf {
+    workspace_bin("hush-sidecar")
+}
+
+/// Polls `f` every 250 ms until it returns `Some`; fails naming `what` after `secs` seconds.
+pub async fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// The value of one sample line in a Prometheus exposition, matched by its full name and labels.

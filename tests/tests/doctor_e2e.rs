@@ -20,30 +20,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use hush_tests::cluster;
 use hush_tests::cmd::{kubectl, run, text};
 use hush_tests::env::{TestEnv, unique_name};
+use hush_tests::harness::{eventually, workspace_bin};
 use k8s_openapi::ByteString;
 
 /// The chart's release and namespace (scripts/install-hush).
 const RELEASE_NS: &str = "hush-system";
 const RELEASE: &str = "hush";
 const GATE: &str = "schedulingGates: [{name: hush.dev/admission-only}]";
-
-/// A binary built by this workspace, next to the test executable's directory.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
 
 fn apply(env: &TestEnv, yaml: &str) {
     let out = kubectl(env, &["apply", "-f", "-"], Some(yaml));
@@ -101,7 +88,7 @@ async fn kubeconfig_for(env: &TestEnv, client: &kube::Client, ns: &str, sa: &str
 
 fn doctor(kubeconfig: &Path, args: &[&str]) -> Output {
     run(
-        Command::new(bin("hush"))
+        Command::new(workspace_bin("hush"))
             .arg("doctor")
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -133,20 +120,6 @@ fn public_key(out: &Output) -> String {
         .find_map(|l| l.strip_prefix("# public key: "))
         .expect("hush keygen prints the public key")
         .to_string()
-}
-
-async fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test]
@@ -459,15 +432,21 @@ async fn doctor_finds_missed_injection_and_a_broken_ca_bundle_and_passes_a_clean
 
     // 4. --repo: a sealed ConfigMap in the cluster sealed for one key, while the repository's
     //    .hush.yaml now names another for its file (a rotated team key the file already has).
-    let old_key = public_key(&run(Command::new(bin("hush")).arg("keygen"), None));
-    let new_key = public_key(&run(Command::new(bin("hush")).arg("keygen"), None));
+    let old_key = public_key(&run(
+        Command::new(workspace_bin("hush")).arg("keygen"),
+        None,
+    ));
+    let new_key = public_key(&run(
+        Command::new(workspace_bin("hush")).arg("keygen"),
+        None,
+    ));
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {broken_ns}}}\n\
          stringData: {{password: not-a-real-secret}}\n"
     );
     let seal = |recipient: &str| {
         let out = run(
-            Command::new(bin("hush")).args(["seal", "-r", recipient]),
+            Command::new(workspace_bin("hush")).args(["seal", "-r", recipient]),
             Some(&secret),
         );
         assert!(out.status.success(), "hush seal: {}", text(&out));

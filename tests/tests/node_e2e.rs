@@ -34,7 +34,7 @@ use kube::{Api, Client};
 use hush_tests::cluster;
 use hush_tests::cmd::{kubectl, run, text};
 use hush_tests::env::{TestEnv, unique_name};
-use hush_tests::harness::notification_listener;
+use hush_tests::harness::{eventually, notification_listener, workspace_bin};
 
 /// One real pod at a time (host network: shared ports).
 static NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -68,21 +68,6 @@ fn bao(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> String {
     let out = run(bao_cmd(env).args(args), stdin);
     assert!(out.status.success(), "bao {args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `f` every 250 ms for up to `secs` seconds.
-async fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// A namespace the chart's webhooks select, allowed to run host-network pods, with the
@@ -337,20 +322,8 @@ fn job_yaml(name: &str, annotations: &[(&str, String)], script: &str) -> String 
     )
 }
 
-/// The `hush` CLI built next to the test executable.
-fn hush_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("hush");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
-
 fn run_hush(args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(Command::new(hush_bin()).args(args), stdin);
+    let out = run(Command::new(workspace_bin("hush")).args(args), stdin);
     assert!(out.status.success(), "hush {args:?}: {}", text(&out));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -962,7 +935,7 @@ async fn a_vault_k8s_deployment_migrated_by_hush_migrate_runs_with_the_same_file
     let original = deployment_yaml(name, &vault_k8s, script);
 
     let out = run(
-        Command::new(hush_bin()).args(["migrate", "-"]),
+        Command::new(workspace_bin("hush")).args(["migrate", "-"]),
         Some(&original),
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -10,14 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hush_tests::cluster;
 use hush_tests::env::TestEnv;
-use hush_tests::harness::free_port;
+use hush_tests::harness::{free_port, workspace_bin};
 use hush_tests::kube::InjectorFixture;
 use hush_tests::operator::{self, Stores};
 use hush_tests::pod_runner::{RunSpec, RunningContainer, run_container};
@@ -32,19 +32,6 @@ const PASSWORD_2: &str = "canary-sealed-pw-2";
 /// Every byte value, so nothing in the path may treat the value as text.
 fn binary_value() -> Vec<u8> {
     (0..=255u8).rev().chain(*b"canary-bin").collect()
-}
-
-/// A binary built by this workspace, next to the test executable's directory.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
 }
 
 fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -88,7 +75,11 @@ fn seal(ns: &str, name: &str, recipient: &str, password: &str) -> String {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\ntype: Opaque\n\
          stringData:\n  password: {password}\ndata:\n  cert: {cert}\n"
     );
-    let out = run(&bin("hush"), &["seal", "-r", recipient], Some(&secret));
+    let out = run(
+        &workspace_bin("hush"),
+        &["seal", "-r", recipient],
+        Some(&secret),
+    );
     assert!(out.status.success(), "hush seal: {}", text(&out));
     let sealed = String::from_utf8(out.stdout).expect("UTF-8 manifest");
     assert!(
@@ -166,7 +157,7 @@ fn sidecar_spec(args: Option<&str>) -> (RunSpec, String) {
     let metrics = format!("127.0.0.1:{}", free_port());
     let spec = RunSpec {
         container: "hush-sidecar".into(),
-        binaries: [("hush-sidecar".to_string(), bin("hush-sidecar"))].into(),
+        binaries: [("hush-sidecar".to_string(), workspace_bin("hush-sidecar"))].into(),
         extra_env: [("HUSH_METRICS_ADDR".to_string(), metrics.clone())].into(),
         args_override: args.map(|a| vec![a.to_string()]),
         ..RunSpec::default()
@@ -186,7 +177,11 @@ async fn sealed_secret_is_decrypted_in_the_injected_sidecar_and_tampering_is_ref
     fixture.wait_active(&ns, "app").await;
 
     // The namespace's identity, as a user makes it.
-    let out = run(&bin("hush"), &["keygen", "--namespace", &ns], None);
+    let out = run(
+        &workspace_bin("hush"),
+        &["keygen", "--namespace", &ns],
+        None,
+    );
     assert!(out.status.success(), "hush keygen: {}", text(&out));
     let identity_manifest = String::from_utf8(out.stdout).expect("UTF-8");
     let recipient = identity_manifest
