@@ -224,20 +224,27 @@ path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
 }
 
 /// One consistent view of the volume: the three files read through one resolution of `..data`
-/// (the set a reader that opens `..data` once sees), as (dsn, username, password, host).
-fn snapshot(sc: &SidecarPod) -> (String, String, String, String) {
+/// (the set a reader that opens `..data` once sees), as (dsn, username, password, host). `None`
+/// when a swap removed the set between the resolution and the reads: a reader then opens
+/// `..data` again.
+fn try_snapshot(sc: &SidecarPod) -> Option<(String, String, String, String)> {
     let root = sc.secrets();
-    let set = root.join(std::fs::read_link(root.join("..data")).unwrap());
-    let read = |f: &str| std::fs::read_to_string(set.join(f)).unwrap();
-    let json = |f: &str| serde_json::from_str::<serde_json::Value>(&read(f)).unwrap();
-    let creds = json("db-creds");
-    let host = json("db-host");
-    (
-        read("dsn"),
-        creds["username"].as_str().unwrap().to_string(),
-        creds["password"].as_str().unwrap().to_string(),
-        host["host"].as_str().unwrap().to_string(),
-    )
+    let set = root.join(std::fs::read_link(root.join("..data")).ok()?);
+    let read = |f: &str| std::fs::read_to_string(set.join(f)).ok();
+    let json = |f: &str| serde_json::from_str::<serde_json::Value>(&read(f)?).ok();
+    let creds = json("db-creds")?;
+    let host = json("db-host")?;
+    Some((
+        read("dsn")?,
+        creds["username"].as_str()?.to_string(),
+        creds["password"].as_str()?.to_string(),
+        host["host"].as_str()?.to_string(),
+    ))
+}
+
+/// [`try_snapshot`], opening `..data` again until a whole set is read.
+async fn snapshot(sc: &SidecarPod) -> (String, String, String, String) {
+    wait_for("a whole set of files", || try_snapshot(sc)).await
 }
 
 /// The DSN the template must give for these parts.
@@ -256,7 +263,7 @@ async fn a_dsn_over_kv_and_dynamic_credentials_logs_in_and_follows_a_kv_change_o
     let cfg = fx.config(5, OnChange::Http { url });
     let mut sc = fx.start(&cfg).await;
 
-    let (dsn, user, pass, kv_host) = snapshot(&sc);
+    let (dsn, user, pass, kv_host) = snapshot(&sc).await;
     assert_eq!(kv_host, format!("{host}:{port}"));
     assert!(user.starts_with("v-"), "a dynamic user: {user}");
     assert_eq!(dsn, expected_dsn(&user, &pass, &kv_host));
@@ -273,8 +280,7 @@ async fn a_dsn_over_kv_and_dynamic_credentials_logs_in_and_follows_a_kv_change_o
     let new_host = format!("localhost:{port}");
     fx.put_host(&new_host);
     let (dsn2, user2, pass2, kv_host2) = wait_for("the DSN re-rendered with the new host", || {
-        let s = snapshot(&sc);
-        (s.3 == new_host).then_some(s)
+        try_snapshot(&sc).filter(|s| s.3 == new_host)
     })
     .await;
     assert_eq!(
@@ -317,13 +323,13 @@ async fn new_dynamic_credentials_re_render_the_dsn_in_the_same_write_with_one_no
     // A long refresh: only the lease replacement writes.
     let cfg = fx.config(600, OnChange::Http { url });
     let mut sc = fx.start(&cfg).await;
-    let (dsn, user, pass, kv_host) = snapshot(&sc);
+    let (dsn, user, pass, kv_host) = snapshot(&sc).await;
     assert_eq!(dsn, expected_dsn(&user, &pass, &kv_host));
 
     // Every snapshot taken while waiting is consistent: the DSN is always the one of the
     // credentials beside it.
     let (dsn2, user2, pass2, _) = wait_for("new credentials before max_ttl", || {
-        let s = snapshot(&sc);
+        let s = try_snapshot(&sc)?;
         assert_eq!(s.0, expected_dsn(&s.1, &s.2, &s.3), "a mixed set");
         (s.1 != user).then_some(s)
     })
