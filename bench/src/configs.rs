@@ -40,11 +40,11 @@ pub fn vault_kv(prefix: &str, names: &[String], addr: &str, ca_pem: &str) -> Sid
             .iter()
             .map(|n| FileSpec {
                 name: n.clone(),
-                source: SourceRef::Vault {
+                source: Some(SourceRef::Vault {
                     path: format!("secret/{prefix}/{n}"),
                     field: Some("value".into()),
                     version: None,
-                },
+                }),
                 format: Format::Raw,
                 template: None,
                 mode: operator.default_file_mode(),
@@ -77,11 +77,11 @@ pub fn aws(
             .iter()
             .map(|(file, id)| FileSpec {
                 name: file.clone(),
-                source: SourceRef::Aws {
+                source: Some(SourceRef::Aws {
                     id: id.clone(),
                     json_key: Some(json_key.to_string()),
                     stage: AwsStage::default(),
-                },
+                }),
                 format: Format::Raw,
                 template: None,
                 mode: operator.default_file_mode(),

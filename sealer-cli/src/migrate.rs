@@ -801,7 +801,7 @@ fn go_template(src: &str) -> Result<GoTemplate, String> {
             jinja.push_str(&format!("{{#{l} {r}#}}"));
         } else if let Some(arg) = action.strip_prefix("with secret ") {
             if in_with || path.is_some() {
-                return Err("it reads more than one secret; a Hush file has one source".into());
+                return Err("it reads more than one secret; write it by hand as one hush.dev/secret-<name> per secret and a template-only hush.dev/template-<file> that reads them as files[\"<name>\"] (README, Templates over several files)".into());
             }
             path = Some(go_string(arg.trim())?);
             stack.push(Block::With);

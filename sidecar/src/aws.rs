@@ -155,8 +155,9 @@ impl AwsProvider {
         let web_identity = web_identity_from_env(env, cfg.aws_role_arn.as_deref())?;
         let mut whole: BTreeMap<String, bool> = BTreeMap::new();
         let mut current: BTreeMap<String, SourceRef> = BTreeMap::new();
-        for f in cfg.sources_of_kind(SourceKind::Aws) {
-            let (key, stripped) = FetchKey::of(&f.source);
+        let read_by_templates = cfg.read_by_templates();
+        for (f, source) in cfg.sources_of_kind(SourceKind::Aws) {
+            let (key, stripped) = FetchKey::of(source);
             if matches!(
                 &stripped,
                 SourceRef::Aws {
@@ -167,8 +168,10 @@ impl AwsProvider {
                 current.insert(key.as_str().to_string(), stripped);
             }
             // `#json-key` works on the whole document too (the loop parses it to select), so
-            // only a json/env/yaml/template file without a key needs the fields.
-            let raw_whole = f.format == Format::Raw || f.source.selects_single_value();
+            // only a json/env/yaml/template file without a key, or one another template reads
+            // as `files["name"]`, needs the fields.
+            let raw_whole = (f.format == Format::Raw && !read_by_templates.contains(&f.name))
+                || source.selects_single_value();
             let e = whole.entry(key.as_str().to_string()).or_insert(true);
             *e = *e && raw_whole;
         }

@@ -9,6 +9,10 @@
 //! handed to the engine become MiniJinja strings, which are not zeroized; they are dropped when
 //! rendering ends. Errors name the file, the format and field names, never a value (template
 //! runtime errors report only their kind and line, because a message could quote a value).
+//!
+//! A template may read other files of the pod as `files["name"]`: the caller hands in exactly the
+//! files the template names ([`Input`]), taken from the same refresh as the file's own value, so
+//! one render never mixes two refreshes.
 
 use std::io::{self, Write};
 
@@ -19,6 +23,18 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::secret::{SecretBytes, SecretFields, SecretValue};
 use hush_config::{FileSpec, Format, limits};
+
+/// Another file of the pod as a template reads it through `files["name"]`.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// A file with its own secret: its fields (a mapping) or its single value (a string).
+    Secret(&'a SecretValue),
+    /// A template-only file: its rendered text.
+    Text(&'a [u8]),
+}
+
+/// The other files a template reads, by name.
+pub type Inputs<'a> = std::collections::BTreeMap<&'a str, Input<'a>>;
 
 /// Renders `spec`'s file from `value`, capped at the crate-wide maximum file size.
 pub fn render(spec: &FileSpec, value: &SecretValue) -> Result<Zeroizing<Vec<u8>>> {
@@ -31,21 +47,33 @@ pub fn render_capped(
     value: &SecretValue,
     max_bytes: u64,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    render_with(spec, Some(value), &Inputs::new(), max_bytes)
+}
+
+/// Renders `spec`'s file from its own `value` (`None` for a template-only file) and the other
+/// files its template reads; output over `max_bytes` is an error.
+pub fn render_with(
+    spec: &FileSpec,
+    value: Option<&SecretValue>,
+    files: &Inputs<'_>,
+    max_bytes: u64,
+) -> Result<Zeroizing<Vec<u8>>> {
     let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
     let mut out = CappedBuf::new(max);
     let fail = |reason: String| Error::Render {
         file: spec.name.clone(),
         reason,
     };
-    let res = match spec.format {
-        Format::Raw => raw(value, &mut out),
-        Format::Json => with_fields(spec.format, value, |f| json(f, &mut out)),
-        Format::Env => with_fields(spec.format, value, |f| env(f, &mut out)),
-        Format::Yaml => with_fields(spec.format, value, |f| yaml(f, &mut out)),
-        Format::Template => match &spec.template {
-            Some(t) => template(t, value, &mut out),
+    let res = match (spec.format, value) {
+        (Format::Template, _) => match &spec.template {
+            Some(t) => template(t, value, files, &mut out),
             None => Err("the template format needs a template".to_string()),
         },
+        (_, None) => Err("a file without a secret needs a template".to_string()),
+        (Format::Raw, Some(value)) => raw(value, &mut out),
+        (Format::Json, Some(value)) => with_fields(spec.format, value, |f| json(f, &mut out)),
+        (Format::Env, Some(value)) => with_fields(spec.format, value, |f| env(f, &mut out)),
+        (Format::Yaml, Some(value)) => with_fields(spec.format, value, |f| yaml(f, &mut out)),
     };
     match res {
         Ok(()) => Ok(out.buf),
@@ -167,29 +195,58 @@ fn to_value(b: &SecretBytes) -> Value {
     }
 }
 
-/// Renders a template with `data` (all fields) and `value` (the single value, if there is one).
-fn template(src: &str, value: &SecretValue, out: &mut CappedBuf) -> Res {
+/// The fields of a secret as a MiniJinja mapping.
+fn fields_value(f: &SecretFields) -> Value {
+    let data: std::collections::BTreeMap<String, Value> = f
+        .iter()
+        .map(|(k, v)| (k.to_string(), to_value(v)))
+        .collect();
+    Value::from(data)
+}
+
+/// Renders a template with `data` (all fields), `value` (the single value, if there is one) and
+/// `files` (the other files it reads; see [`Input`]).
+fn template(
+    src: &str,
+    value: Option<&SecretValue>,
+    files: &Inputs<'_>,
+    out: &mut CappedBuf,
+) -> Res {
     let env = sandbox();
     let tmpl = env
         .template_from_str(src)
         .map_err(|e| format!("the template does not parse: {}", e.kind()))?;
     let mut ctx: std::collections::BTreeMap<&str, Value> = std::collections::BTreeMap::new();
     match value {
-        SecretValue::Single(b) => {
+        None => {}
+        Some(SecretValue::Single(b)) => {
             ctx.insert("value", to_value(b));
         }
-        SecretValue::Fields(f) => {
-            let data: std::collections::BTreeMap<String, Value> = f
-                .iter()
-                .map(|(k, v)| (k.to_string(), to_value(v)))
-                .collect();
+        Some(SecretValue::Fields(f)) => {
             if f.len() == 1
                 && let Some((_, v)) = f.iter().next()
             {
                 ctx.insert("value", to_value(v));
             }
-            ctx.insert("data", Value::from(data));
+            ctx.insert("data", fields_value(f));
         }
+    }
+    if !files.is_empty() {
+        let others: std::collections::BTreeMap<&str, Value> = files
+            .iter()
+            .map(|(name, input)| {
+                let v = match input {
+                    Input::Secret(SecretValue::Single(b)) => to_value(b),
+                    Input::Secret(SecretValue::Fields(f)) => fields_value(f),
+                    Input::Text(t) => match std::str::from_utf8(t) {
+                        Ok(s) => Value::from(s),
+                        Err(_) => Value::from_bytes(t.to_vec()),
+                    },
+                };
+                (*name, v)
+            })
+            .collect();
+        ctx.insert(hush_config::template::FILES_VAR, Value::from(others));
     }
     tmpl.render_captured_to(Value::from(ctx), &mut *out)
         .map(|_| ())

@@ -24,7 +24,7 @@ mod secret;
 mod vault;
 
 pub use error::{Error, Result};
-pub use format::{render, render_capped};
+pub use format::{Input, Inputs, render, render_capped, render_with};
 pub use hardening::install_panic_hook;
 pub use metrics::{Metrics, STALE_AFTER, stale_after};
 pub use output::{AtomicWriter, DATA_LINK, OutputFile, WriteOutcome};

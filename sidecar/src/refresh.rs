@@ -7,8 +7,14 @@
 //! fetch only those, and write the set if any value differs. The writer reports whether anything
 //! changed on disk, and only then does the app get its one notification. Leases and tokens are
 //! renewed on their own schedule ([`Engine::next_maintenance`]), independent of the refresh interval.
+//!
+//! A template that reads other files (`files["name"]`) is rendered in the same pass, from the
+//! values held at that moment: every file of the set, and every input of every template, comes
+//! from the same cycle, and a change in any source re-renders everything that reads it in the one
+//! write (so one notification). Template-only files are rendered before the files that read them,
+//! in the order [`render_order`] computes once at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
@@ -73,6 +79,13 @@ struct KeyState {
 /// The refresh engine of one sidecar.
 pub(crate) struct Engine {
     files: Vec<FileSpec>,
+    /// The files each file's template reads, by index into `files`.
+    reads: Vec<BTreeSet<String>>,
+    /// Indexes into `files`: template-only files before the files that read them.
+    order: Vec<usize>,
+    /// For a file, the files whose templates read it, directly or through template-only files:
+    /// their content changes with it.
+    readers: BTreeMap<String, BTreeSet<String>>,
     max_file_bytes: u64,
     providers: BTreeMap<SourceKind, Box<dyn Provider>>,
     keys: BTreeMap<FetchKey, KeyState>,
@@ -121,7 +134,10 @@ impl Engine {
         }
         let mut keys: BTreeMap<FetchKey, KeyState> = BTreeMap::new();
         for f in &cfg.files {
-            let (key, source) = FetchKey::of(&f.source);
+            let Some(source) = &f.source else {
+                continue;
+            };
+            let (key, source) = FetchKey::of(source);
             keys.entry(key)
                 .or_insert_with(|| KeyState {
                     kind: source.kind(),
@@ -132,8 +148,26 @@ impl Engine {
                 .files
                 .push(f.name.clone());
         }
+        let reads = cfg
+            .files
+            .iter()
+            .map(|f| match f.template.as_deref() {
+                Some(t) => {
+                    hush_config::template::file_references(t).map_err(|reason| Error::Config {
+                        field: format!("files[{}].template", f.name),
+                        reason,
+                    })
+                }
+                None => Ok(BTreeSet::new()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let order = render_order(&cfg.files, &reads)?;
+        let readers = readers(&cfg.files, &reads);
         Ok(Engine {
             files: cfg.files.clone(),
+            reads,
+            order,
+            readers,
             max_file_bytes: cfg.operator.max_file_bytes,
             providers,
             keys,
@@ -239,7 +273,14 @@ impl Engine {
                         if changed {
                             self.dirty = true;
                             if state.held.is_some() {
+                                let mut updated: BTreeSet<&str> = BTreeSet::new();
                                 for file in &state.files {
+                                    updated.insert(file.as_str());
+                                    if let Some(r) = self.readers.get(file) {
+                                        updated.extend(r.iter().map(String::as_str));
+                                    }
+                                }
+                                for file in updated {
                                     self.metrics.file_updated(file);
                                 }
                             }
@@ -338,33 +379,7 @@ impl Engine {
     /// Renders every file from the held values and writes the set. Notifies when asked and the
     /// volume changed.
     async fn write(&mut self, notify: bool) -> Result<bool> {
-        let mut out = Vec::with_capacity(self.files.len());
-        for f in &self.files {
-            let (key, _) = FetchKey::of(&f.source);
-            let held = self
-                .keys
-                .get(&key)
-                .and_then(|k| k.held.as_ref())
-                .ok_or_else(|| Error::Render {
-                    file: f.name.clone(),
-                    reason: "no value fetched yet".into(),
-                })?;
-            let value =
-                provider::select(&held.value, provider::selector(&f.source)).map_err(|reason| {
-                    // Name the reference (a path or secret id, never a value) so the user
-                    // knows which secret lacks the field.
-                    Error::Render {
-                        file: f.name.clone(),
-                        reason: format!("{}: {reason}", f.source),
-                    }
-                })?;
-            let bytes = crate::format::render_capped(f, &value, self.max_file_bytes)?;
-            out.push(Rendered {
-                name: f.name.clone(),
-                mode: f.mode,
-                bytes,
-            });
-        }
+        let out = self.render_all()?;
         let changed = self.sink.write(&out)?;
         self.dirty = false;
         if changed {
@@ -375,6 +390,79 @@ impl Engine {
             }
         }
         Ok(changed)
+    }
+
+    /// Renders every file from the values held now (see [`Engine::write`]).
+    fn render_all(&self) -> Result<Vec<Rendered>> {
+        // Every file's own value, selected from what is held now: all renders below read these,
+        // so the set comes from one cycle.
+        let mut values: BTreeMap<&str, SecretValue> = BTreeMap::new();
+        for f in &self.files {
+            let Some(source) = &f.source else {
+                continue;
+            };
+            let (key, _) = FetchKey::of(source);
+            let held = self
+                .keys
+                .get(&key)
+                .and_then(|k| k.held.as_ref())
+                .ok_or_else(|| Error::Render {
+                    file: f.name.clone(),
+                    reason: "no value fetched yet".into(),
+                })?;
+            let value =
+                provider::select(&held.value, provider::selector(source)).map_err(|reason| {
+                    // Name the reference (a path or secret id, never a value) so the user
+                    // knows which secret lacks the field.
+                    Error::Render {
+                        file: f.name.clone(),
+                        reason: format!("{source}: {reason}"),
+                    }
+                })?;
+            values.insert(&f.name, value);
+        }
+        let mut rendered: Vec<Option<Zeroizing<Vec<u8>>>> = vec![None; self.files.len()];
+        for &i in &self.order {
+            let f = &self.files[i];
+            let mut inputs = crate::format::Inputs::new();
+            for name in &self.reads[i] {
+                let input = match values.get(name.as_str()) {
+                    Some(v) => crate::format::Input::Secret(v),
+                    None => {
+                        let text = self
+                            .files
+                            .iter()
+                            .position(|g| g.name == *name)
+                            .and_then(|j| rendered[j].as_ref())
+                            .ok_or_else(|| Error::Render {
+                                file: f.name.clone(),
+                                reason: format!("files[\"{name}\"] is not rendered yet"),
+                            })?;
+                        crate::format::Input::Text(text)
+                    }
+                };
+                inputs.insert(name.as_str(), input);
+            }
+            let bytes = crate::format::render_with(
+                f,
+                values.get(f.name.as_str()),
+                &inputs,
+                self.max_file_bytes,
+            )?;
+            rendered[i] = Some(bytes);
+        }
+        let mut out = Vec::with_capacity(self.files.len());
+        for (f, bytes) in self.files.iter().zip(rendered) {
+            out.push(Rendered {
+                name: f.name.clone(),
+                mode: f.mode,
+                bytes: bytes.ok_or_else(|| Error::Render {
+                    file: f.name.clone(),
+                    reason: "not rendered".into(),
+                })?,
+            });
+        }
+        Ok(out)
     }
 
     /// Sends the on-change notification: at least once per update. A failure is retried with
@@ -579,6 +667,81 @@ fn fetch_event(k: &KeyState, why: Option<Reason>) -> (Event, Option<Reason>) {
         (_, false) => Event::Refetch,
     };
     (event, if first { None } else { why })
+}
+
+/// For each file, the files that read it (`files["name"]`), directly or through template-only
+/// files (whose output is what their readers see).
+fn readers(files: &[FileSpec], reads: &[BTreeSet<String>]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in files {
+        // Breadth-first over readers; each file is added once, so this ends.
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut next: Vec<&str> = vec![f.name.as_str()];
+        while let Some(name) = next.pop() {
+            for (g, r) in files.iter().zip(reads) {
+                if r.contains(name) && found.insert(g.name.clone()) && g.source.is_none() {
+                    next.push(g.name.as_str());
+                }
+            }
+        }
+        if !found.is_empty() {
+            out.insert(f.name.clone(), found);
+        }
+    }
+    out
+}
+
+/// The order files are rendered in: files with their own secret first, then template-only files
+/// once every template-only file they read is rendered. The config check refuses cycles, so this
+/// only fails on a config that skipped it.
+fn render_order(files: &[FileSpec], reads: &[BTreeSet<String>]) -> Result<Vec<usize>> {
+    let template_only: BTreeSet<&str> = files
+        .iter()
+        .filter(|f| f.source.is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut order: Vec<usize> = Vec::with_capacity(files.len());
+    let mut waiting: Vec<usize> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        if f.source.is_some() {
+            order.push(i);
+        } else {
+            waiting.push(i);
+        }
+    }
+    // Files that read a template-only file go after it, so they move to `waiting` too.
+    let (ready, later): (Vec<usize>, Vec<usize>) = order
+        .into_iter()
+        .partition(|&i| reads[i].iter().all(|r| !template_only.contains(r.as_str())));
+    order = ready;
+    waiting.extend(later);
+    while !waiting.is_empty() {
+        let before = waiting.len();
+        waiting.retain(|&i| {
+            let ready = reads[i]
+                .iter()
+                .all(|r| !template_only.contains(r.as_str()) || done.contains(r.as_str()));
+            if ready {
+                order.push(i);
+                if files[i].source.is_none() {
+                    done.insert(files[i].name.as_str());
+                }
+            }
+            !ready
+        });
+        if waiting.len() == before {
+            let names: Vec<&str> = waiting.iter().map(|&i| files[i].name.as_str()).collect();
+            return Err(Error::Config {
+                field: "files".into(),
+                reason: format!(
+                    "the templates of {} read each other in a cycle",
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(order)
 }
 
 /// Keeps the more serious of two errors (permanent beats transient), else the first.

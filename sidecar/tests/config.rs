@@ -109,11 +109,11 @@ fn full_annotation_set_builds_the_expected_config() {
         by("password"),
         FileSpec {
             name: "password".into(),
-            source: SourceRef::Vault {
+            source: Some(SourceRef::Vault {
                 path: "secret/data/db".into(),
                 field: Some("password".into()),
                 version: Some(4)
-            },
+            }),
             format: Format::Raw,
             template: None,
             mode: 0o400,
@@ -125,11 +125,11 @@ fn full_annotation_set_builds_the_expected_config() {
     assert!(by("config.yaml").template.unwrap().contains('\n'));
     assert_eq!(
         by("api").source,
-        SourceRef::Aws {
+        Some(SourceRef::Aws {
             id: "prod/api".into(),
             json_key: Some("token".into()),
             stage: AwsStage::Previous
-        }
+        })
     );
     assert!(cfg.has_vault() && cfg.has_aws() && cfg.has_sealed());
     assert_eq!(

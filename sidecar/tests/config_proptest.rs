@@ -230,8 +230,8 @@ proptest! {
             };
             prop_assert_eq!(f.mode, want);
             prop_assert_eq!(
-                hush_config::SourceRef::parse(&f.source.to_string()).unwrap(),
-                f.source.clone()
+                hush_config::SourceRef::parse(&f.source.as_ref().unwrap().to_string()).unwrap(),
+                f.source.clone().unwrap()
             );
         }
         prop_assert_eq!(SidecarConfig::from_json(&cfg.to_json()).unwrap(), cfg);

@@ -16,11 +16,11 @@ const CANARY: &str = "CANARY-8d1c";
 fn spec(format: Format, template: Option<&str>) -> FileSpec {
     FileSpec {
         name: "out.txt".into(),
-        source: SourceRef::Vault {
+        source: Some(SourceRef::Vault {
             path: "secret/data/app".into(),
             field: None,
             version: None,
-        },
+        }),
         format,
         template: template.map(str::to_string),
         mode: 0o444,
@@ -229,4 +229,38 @@ fn template_output_and_work_are_capped() {
         .len(),
         100
     );
+}
+
+/// A template over other files: `files["x"]` is x's fields (a mapping), its single value (a
+/// string) or a template-only file's text, and only the files handed in exist.
+#[test]
+fn a_template_reads_the_files_it_is_handed() {
+    let creds = fields(&[("username", b"v-app-1"), ("password", CANARY.as_bytes())]);
+    let host = SecretValue::Single(SecretBytes::from_slice(b"db:5432"));
+    let mut dsn = spec(
+        Format::Template,
+        Some(
+            r#"postgres://{{ files["db-creds"].username }}:{{ files["db-creds"].password }}@{{ files.host }}/{{ files["name"] }}"#,
+        ),
+    );
+    dsn.source = None;
+    let mut inputs = hush_sidecar::Inputs::new();
+    inputs.insert("db-creds", hush_sidecar::Input::Secret(&creds));
+    inputs.insert("host", hush_sidecar::Input::Secret(&host));
+    inputs.insert("name", hush_sidecar::Input::Text(b"app"));
+    let out = hush_sidecar::render_with(&dsn, None, &inputs, 1 << 20).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        format!("postgres://v-app-1:{CANARY}@db:5432/app")
+    );
+    // A file that is not handed in is undefined (strict): an error naming no value.
+    inputs.remove("name");
+    let e = hush_sidecar::render_with(&dsn, None, &inputs, 1 << 20).unwrap_err();
+    assert!(e.to_string().contains("out.txt"), "{e}");
+    assert_no_canary(&e);
+    // A missing field of a file read is an error too.
+    let mut bad = spec(Format::Template, Some(r#"{{ files["db-creds"].user }}"#));
+    bad.source = None;
+    let e = hush_sidecar::render_with(&bad, None, &inputs, 1 << 20).unwrap_err();
+    assert_no_canary(&e);
 }

@@ -92,7 +92,9 @@ pub fn annotations(cfg: &SidecarConfig) -> BTreeMap<String, String> {
         );
     }
     for f in &cfg.files {
-        a.insert(format!("hush.dev/secret-{}", f.name), f.source.to_string());
+        if let Some(source) = &f.source {
+            a.insert(format!("hush.dev/secret-{}", f.name), source.to_string());
+        }
         match &f.template {
             Some(t) => {
                 a.insert(format!("hush.dev/template-{}", f.name), t.clone());

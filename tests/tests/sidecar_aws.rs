@@ -156,7 +156,7 @@ impl Drop for Fixture {
 fn file(name: &str, source: &str, format: Format) -> FileSpec {
     FileSpec {
         name: name.into(),
-        source: SourceRef::parse(source).unwrap_or_else(|e| panic!("{source}: {e}")),
+        source: Some(SourceRef::parse(source).unwrap_or_else(|e| panic!("{source}: {e}"))),
         format,
         template: None,
         mode: 0o444,

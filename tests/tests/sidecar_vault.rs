@@ -208,7 +208,7 @@ path "kv1/{prefix}/*" {{ capabilities = ["read"] }}
 fn file(name: &str, source: &str, mode: u32) -> FileSpec {
     FileSpec {
         name: name.into(),
-        source: SourceRef::parse(source).unwrap(),
+        source: Some(SourceRef::parse(source).unwrap()),
         format: Format::Raw,
         template: None,
         mode,
@@ -1238,7 +1238,7 @@ async fn a_canary_never_appears_in_logs_metrics_or_proc() {
             ),
             FileSpec {
                 name: "canary.json".into(),
-                source: SourceRef::parse(&format!("vault:{}", fx.kv_path("canary"))).unwrap(),
+                source: Some(SourceRef::parse(&format!("vault:{}", fx.kv_path("canary"))).unwrap()),
                 format: Format::Json,
                 template: None,
                 mode: 0o444,
@@ -1418,14 +1418,14 @@ async fn after_a_rotation_no_copy_of_the_old_value_is_left_in_memory() {
         vec![
             FileSpec {
                 name: "all.json".into(),
-                source: SourceRef::parse(&source).unwrap(),
+                source: Some(SourceRef::parse(&source).unwrap()),
                 format: Format::Json,
                 template: None,
                 mode: 0o444,
             },
             FileSpec {
                 name: "key.pem".into(),
-                source: SourceRef::parse(&source).unwrap(),
+                source: Some(SourceRef::parse(&source).unwrap()),
                 format: Format::Template,
                 template: Some("{{ data.pem }}".into()),
                 mode: 0o444,

@@ -116,6 +116,8 @@ const MAX_HUSH_ANNOTATIONS: usize = 4 * limits::MAX_FILES + 16;
 
 /// The field of the per-file row that names the secret (`secret-<file>`).
 const SOURCE: &str = "source";
+/// The field of the per-file row that holds a template (`template-<file>`).
+const TEMPLATE: &str = "template";
 
 const TABLE: &[Annotation] = &[
     Annotation {
@@ -130,7 +132,7 @@ const TABLE: &[Annotation] = &[
         key: "hush.dev/secret-<file>",
         scope: Scope::PerFile,
         values: "`vault:<path>[#field][?version=N]`, `aws:<name-or-arn>[#json-key][?stage=<label>|?version-id=<id>]`, `sealed:<configmap>/<key>`",
-        default: "(at least one is required)",
+        default: "(every file needs one, except a template-only file)",
         description: "One file per annotation. `<file>` is `[A-Za-z0-9._-]`, starts and ends with a letter or digit, and the whole key after `hush.dev/` is at most 63 characters (file names up to 56), so there are no subdirectories. Vault paths are relative with no `..`, empty segments or `%`; `version` is 1 to 100000000. AWS stage defaults to `AWSCURRENT`.",
         field: SOURCE,
         parse: Parse::File(|v, f| {
@@ -144,8 +146,8 @@ const TABLE: &[Annotation] = &[
         scope: Scope::PerFile,
         values: "a MiniJinja template (may span lines, at most 32 KiB)",
         default: "(none)",
-        description: "Renders the file with a sandboxed template: `data` holds the secret's fields, `value` the single value; undefined names are errors; no file, env or network access; output capped at the operator's file size.",
-        field: "template",
+        description: "Renders the file with a sandboxed template: `data` holds the secret's fields, `value` the single value, and `files[\"<other>\"]` (or `files.<other>`) another file of the pod: its secret's fields (or single value), or the text of a template-only file. Written out literally; unknown names, self-reads and cycles are refused. Without `secret-<file>` the file is template-only and must read another file. All files are rendered from one refresh. Undefined names are errors; no file, env or network access; output capped at the operator's file size.",
+        field: TEMPLATE,
         parse: Parse::File(|v, f| {
             f.template = Some(v.to_string());
             Ok(())
@@ -415,6 +417,12 @@ fn source_row() -> (usize, &'static Annotation) {
     file_row(SOURCE).expect("the table has a per-file row for the source (checked by a unit test)")
 }
 
+/// The per-file row of the template (`template-<file>`): a file may have it instead of a secret.
+fn template_row() -> (usize, &'static Annotation) {
+    file_row(TEMPLATE)
+        .expect("the table has a per-file row for the template (checked by a unit test)")
+}
+
 /// Whether the pod opts in (`hush.dev/inject: "true"`).
 pub fn inject_requested(annotations: &BTreeMap<String, String>) -> bool {
     annotations.get(INJECT).map(String::as_str) == Some("true")
@@ -679,21 +687,27 @@ fn build(
     let (si, source_row) = source_row();
     for (name, fa) in files {
         let file_key = |row: &Annotation| key(&format!("{}{name}", row.name()));
-        let Some((skey, svalue)) = fa.0.get(&si) else {
+        let (template_i, _) = template_row();
+        let template_only = !fa.0.contains_key(&si) && fa.0.contains_key(&template_i);
+        let secret = fa.0.get(&si);
+        if secret.is_none() && !template_only {
             for (i, (k, _)) in &fa.0 {
                 add(
                     Rank::File((*name).to_string(), *i),
                     k,
                     format!(
-                        "there is no {} for this file; add it or remove this annotation",
-                        file_key(source_row)
+                        "there is no {} (or {}) for this file; add it or remove this annotation",
+                        file_key(source_row),
+                        file_key(&TABLE[template_i])
                     ),
                 );
             }
             continue;
-        };
+        }
         let mut d = FileDraft::default();
-        if let Err(r) = parse_file(source_row, svalue, &mut d) {
+        if let Some((skey, svalue)) = secret
+            && let Err(r) = parse_file(source_row, svalue, &mut d)
+        {
             add(Rank::File((*name).to_string(), si), skey, r);
             unparsed.files_incomplete = true;
             continue;
@@ -725,10 +739,10 @@ fn build(
             (Some(_), _) => Format::Template,
             (None, f) => f.unwrap_or(Format::Raw),
         };
-        if let Some(source) = d.source {
+        if d.source.is_some() || d.template.is_some() {
             cfg.files.push(FileSpec {
                 name: (*name).to_string(),
-                source,
+                source: d.source,
                 format,
                 template: d.template,
                 mode: d.mode.unwrap_or_else(|| op.default_file_mode()),
@@ -907,6 +921,7 @@ mod tests {
         assert_eq!(key(TABLE[0].name()), INJECT);
         assert!(TABLE.iter().any(|r| r.key == hush_contract::STATUS));
         assert!(file_row(SOURCE).is_some());
+        assert!(file_row(TEMPLATE).is_some());
         // The secret comes first among the per-file rows: the others need it.
         assert_eq!(file_rows().next().map(|(_, a)| a.field), Some(SOURCE));
     }

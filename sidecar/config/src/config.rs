@@ -505,8 +505,10 @@ impl Format {
 pub struct FileSpec {
     /// File name, validated by [`hush_contract::names::check_file_name`].
     pub name: String,
-    /// Where the value comes from.
-    pub source: SourceRef,
+    /// Where the value comes from. `None` for a template-only file: its template reads other
+    /// files of the pod (`files["name"]`) and has no secret of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
     /// How it is rendered.
     pub format: Format,
     /// Template source when `format` is [`Format::Template`].
@@ -723,30 +725,38 @@ impl SidecarConfig {
         if self.files.windows(2).any(|w| w[0].name >= w[1].name) {
             bad("files", "must be sorted by name without duplicates".into());
         }
+        // What each template reads, found once: the checks below follow these edges.
+        let reads = self.template_reads();
         for f in &self.files {
             let field = |x: &str| format!("files[{}].{x}", short(&f.name));
             if let Err(r) = check_file_name(&f.name) {
                 bad("files[].name", r);
                 continue;
             }
-            if let Err(r) = f.source.validate() {
-                bad(&field("source"), r);
-            }
-            match f.source.kind() {
-                SourceKind::Vault if self.operator.vault.is_none() => {
-                    bad(&field("source"), NO_VAULT.into());
+            if let Some(source) = &f.source {
+                if let Err(r) = source.validate() {
+                    bad(&field("source"), r);
                 }
-                SourceKind::Aws if self.operator.aws.is_none() => {
-                    bad(&field("source"), NO_AWS.into());
+                match source.kind() {
+                    SourceKind::Vault if self.operator.vault.is_none() => {
+                        bad(&field("source"), NO_VAULT.into());
+                    }
+                    SourceKind::Aws if self.operator.aws.is_none() => {
+                        bad(&field("source"), NO_AWS.into());
+                    }
+                    _ => {}
                 }
-                _ => {}
+            } else if f.template.is_none() {
+                bad(&field("source"), TEMPLATE_ONLY.into());
             }
             if let Some(t) = &f.template
                 && let Err(r) = check_template(t)
             {
                 bad(&field("template"), r);
+            } else if let Err(r) = self.check_reads(f, &reads, unparsed) {
+                bad(&field("template"), r);
             }
-            if let Err(r) = check_format(f.format, f.template.as_deref(), &f.source) {
+            if let Err(r) = check_format(f.format, f.template.as_deref(), f.source.as_ref()) {
                 bad(&field("format"), r);
             }
             if let Err(r) = check_mode_bits(f.mode) {
@@ -853,9 +863,137 @@ impl SidecarConfig {
         out
     }
 
-    /// Files whose source is of `kind`.
-    pub fn sources_of_kind(&self, kind: SourceKind) -> impl Iterator<Item = &FileSpec> + '_ {
-        self.files.iter().filter(move |f| f.source.kind() == kind)
+    /// Files whose source is of `kind`, with that source.
+    pub fn sources_of_kind(
+        &self,
+        kind: SourceKind,
+    ) -> impl Iterator<Item = (&FileSpec, &SourceRef)> + '_ {
+        self.files.iter().filter_map(move |f| {
+            f.source
+                .as_ref()
+                .filter(|s| s.kind() == kind)
+                .map(|s| (f, s))
+        })
+    }
+
+    /// The files `f`'s template reads (`files["name"]`), checked: each names another file of this
+    /// pod, and following the reads through template-only files never comes back to `f`. A file
+    /// whose template is broken reads nothing here (its own problem is reported).
+    fn check_reads(
+        &self,
+        f: &FileSpec,
+        reads: &Reads<'_>,
+        unparsed: &Unparsed,
+    ) -> Result<(), String> {
+        let Some(refs) = reads.get(f.name.as_str()) else {
+            return Ok(());
+        };
+        let refs = refs.as_ref().map_err(Clone::clone)?;
+        if f.source.is_none() && refs.is_empty() {
+            return Err(format!(
+                "a file without hush.dev/secret-{name} renders only other files of the pod, but this template reads none; read one as files[\"<file>\"] or add hush.dev/secret-{name}",
+                name = short(&f.name)
+            ));
+        }
+        for r in refs {
+            if *r == f.name {
+                return Err(format!(
+                    "the template reads its own file as files[\"{}\"]; a file's own secret is `data` (all fields) or `value` (a single value)",
+                    short(r)
+                ));
+            }
+            if !self.files.iter().any(|g| g.name == *r) && !unparsed.files_incomplete {
+                let names: Vec<&str> = self
+                    .files
+                    .iter()
+                    .filter(|g| g.name != f.name)
+                    .map(|g| g.name.as_str())
+                    .take(10)
+                    .collect();
+                return Err(format!(
+                    "files[\"{}\"] names no file of this pod (its other files: {}); fix the name or add hush.dev/secret-{}",
+                    short(r),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    short(r)
+                ));
+            }
+        }
+        if let Some(cycle) = self.cycle_from(f, reads) {
+            return Err(format!(
+                "the template reads back its own output: {}; a template-only file's data is its rendered text, so these files would each wait for the other. Read the secrets themselves instead",
+                cycle.join(" -> ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The files each template reads, by file name (a template `files` cannot be read from is
+    /// an error here).
+    fn template_reads(&self) -> Reads<'_> {
+        self.files
+            .iter()
+            .filter_map(|f| {
+                let t = f.template.as_deref()?;
+                Some((f.name.as_str(), crate::template::file_references(t)))
+            })
+            .collect()
+    }
+
+    /// The reads of a template-only file, as names: a template-only file's data is its output,
+    /// so these are the edges a render has to wait on.
+    fn template_only_reads(&self, name: &str, reads: &Reads<'_>) -> BTreeSet<String> {
+        let template_only = self
+            .files
+            .iter()
+            .any(|g| g.name == name && g.source.is_none());
+        match reads.get(name) {
+            Some(Ok(r)) if template_only => r.clone(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// A chain of reads from `f` back to `f` through template-only files, if there is one.
+    fn cycle_from(&self, f: &FileSpec, reads: &Reads<'_>) -> Option<Vec<String>> {
+        let first = reads.get(f.name.as_str())?.as_ref().ok()?.clone();
+        // Depth-first over names, bounded by the number of files (each is visited once).
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<(String, Vec<String>)> = first
+            .into_iter()
+            .map(|r| (r.clone(), vec![f.name.clone(), r]))
+            .collect();
+        while let Some((name, path)) = stack.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            for next in self.template_only_reads(&name, reads) {
+                let mut p = path.clone();
+                p.push(next.clone());
+                if next == f.name {
+                    // Only a template-only file's output is read: a file with its own secret
+                    // gives its secret, so `f` closes a cycle only if it is template-only.
+                    if f.source.is_none() {
+                        return Some(p);
+                    }
+                    continue;
+                }
+                stack.push((next, p));
+            }
+        }
+        None
+    }
+
+    /// The files read by any template (so their values must be kept whole, as fields).
+    pub fn read_by_templates(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .filter_map(|f| f.template.as_deref())
+            .filter_map(|t| crate::template::file_references(t).ok())
+            .flatten()
+            .collect()
     }
 
     /// Whether any file comes from Vault (the injector then adds the Vault token volume).
@@ -885,7 +1023,7 @@ impl SidecarConfig {
         self.files
             .iter()
             .filter_map(|f| match &f.source {
-                SourceRef::Sealed { configmap, .. } => Some(configmap.clone()),
+                Some(SourceRef::Sealed { configmap, .. }) => Some(configmap.clone()),
                 _ => None,
             })
             .collect()
@@ -893,9 +1031,17 @@ impl SidecarConfig {
 
     /// The kinds of sources in use.
     pub fn source_kinds(&self) -> BTreeSet<SourceKind> {
-        self.files.iter().map(|f| f.source.kind()).collect()
+        self.files
+            .iter()
+            .filter_map(|f| f.source.as_ref().map(SourceRef::kind))
+            .collect()
     }
 }
+
+/// The files each template reads (`files["name"]`), by the reading file's name.
+type Reads<'a> = BTreeMap<&'a str, Result<BTreeSet<String>, String>>;
+
+pub(crate) const TEMPLATE_ONLY: &str = "a file needs a hush.dev/secret-<file>, or a hush.dev/template-<file> that renders it from other files of the pod";
 
 pub const NO_VAULT: &str =
     "the operator has not configured Vault, so vault: sources cannot be used";
@@ -911,7 +1057,7 @@ pub(crate) const INIT_ONLY_REVOKE: &str =
 pub(crate) fn check_format(
     format: Format,
     template: Option<&str>,
-    source: &SourceRef,
+    source: Option<&SourceRef>,
 ) -> Result<(), String> {
     match (format, template) {
         (Format::Template, None) => return Err("template format without a template".into()),
@@ -919,7 +1065,7 @@ pub(crate) fn check_format(
         (_, Some(_)) => return Err("a template always uses the template format".into()),
         (Format::Raw, None) => {}
         (f, None) => {
-            if source.selects_single_value() {
+            if source.is_some_and(SourceRef::selects_single_value) {
                 return Err(format!(
                     "format {} renders all fields of a secret, but the source selects a single value (#field, #json-key or sealed:); use raw or drop the selector",
                     f.as_str()

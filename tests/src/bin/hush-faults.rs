@@ -198,8 +198,10 @@ impl Ctx {
         for n in names {
             files.push(FileSpec {
                 name: n.clone(),
-                source: SourceRef::parse(&format!("vault:secret/{}/{n}#v", self.prefix))
-                    .map_err(anyhow::Error::msg)?,
+                source: Some(
+                    SourceRef::parse(&format!("vault:secret/{}/{n}#v", self.prefix))
+                        .map_err(anyhow::Error::msg)?,
+                ),
                 format: Format::Raw,
                 template: None,
                 mode: 0o444,
