@@ -406,16 +406,13 @@ async fn kv2_secret_becomes_a_file_and_a_new_version_updates_it_with_one_notific
     );
 
     fx.put("app", &[("password", "second-pass"), ("user", "alice")]);
-    let put_at = Instant::now();
+    // Picked up by the interval timer alone (no SIGHUP is sent). No bound on how long it took:
+    // tests carry no timing thresholds on these shared machines (a stalled timer still fails
+    // here, at wait_for's limit).
     wait_for("the new version on disk", || {
         (sc.read_string("password").as_deref() == Some("second-pass")).then_some(())
     })
     .await;
-    let took = put_at.elapsed();
-    assert!(
-        took < Duration::from_secs(5 + 5),
-        "updated after {took:?}, more than one 5 s interval (plus slack)"
-    );
     wait_for("the notification", || {
         (count.load(Ordering::SeqCst) >= 1).then_some(())
     })
