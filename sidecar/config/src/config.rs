@@ -927,7 +927,14 @@ pub(crate) fn check_format(
         (Format::Template, None) => return Err("template format without a template".into()),
         (Format::Template, Some(_)) => {}
         (_, Some(_)) => return Err("a template always uses the template format".into()),
-        (Format::Raw, None) => {}
+        (Format::Raw, None) => {
+            if matches!(source, SourceRef::Pki { field: None, .. }) {
+                return Err(
+                    "raw writes one value, but a certificate has several fields; select one with #certificate, #private_key or #ca_chain, or use format pem (certificate, chain and key in one file) or a template"
+                        .into(),
+                );
+            }
+        }
         (Format::Pem, None) => {
             if !matches!(source, SourceRef::Pki { field: None, .. }) {
                 return Err(
