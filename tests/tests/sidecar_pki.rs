@@ -250,11 +250,12 @@ impl Pki {
             role: Some(self.role.clone()),
             refresh: Duration::from_secs(300),
             on_change,
+            // Sorted by name, as the config requires.
             files: vec![
+                bundle,
+                file("ca.crt", "ca_chain", 0o444),
                 file("tls.crt", "certificate", 0o444),
                 file("tls.key", "private_key", 0o400),
-                file("ca.crt", "ca_chain", 0o444),
-                bundle,
             ],
             ..SidecarConfig::defaults(&self.ns, &op)
         }
@@ -366,7 +367,9 @@ async fn issued_certificate_files_verify_against_the_root_with_the_right_modes()
     let text = openssl(&["x509", "-noout", "-text", "-in", crt.to_str().unwrap()]).unwrap();
     assert!(
         text.contains(&format!("DNS:www.{}", pki.domain))
-            && text.contains(&format!("CN=app.{}", pki.domain)),
+            && text.contains(&format!("DNS:app.{}", pki.domain))
+            && (text.contains(&format!("CN = app.{}", pki.domain))
+                || text.contains(&format!("CN=app.{}", pki.domain))),
         "{text}"
     );
     // The bundle is the same certificate (one issue per reference), its chain and its key.
