@@ -78,6 +78,8 @@ pub(crate) enum Object {
     Lease,
     /// The sidecar's own Vault token.
     Token,
+    /// A certificate issued by a Vault PKI engine (its serial is the record's `version`).
+    Certificate,
 }
 
 /// Why a secret was read again, or a lease revoked.

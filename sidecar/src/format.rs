@@ -1,5 +1,5 @@
-//! Rendering of one secret file from its value: `raw` (byte for byte), `json`, `env`, `yaml`, or a
-//! sandboxed MiniJinja template. Output goes into a [`Zeroizing`] buffer that grows by copying
+//! Rendering of one secret file from its value: `raw` (byte for byte), `json`, `env`, `yaml`, `pem`
+//! (a PKI certificate's bundle), or a sandboxed MiniJinja template. Output goes into a [`Zeroizing`] buffer that grows by copying
 //! into a fresh zeroizing allocation (the old one is wiped), so no reallocation leaves a stray
 //! copy, and it is capped: a template cannot fill the tmpfs or the sidecar's memory.
 //!
@@ -74,6 +74,7 @@ pub fn render_with(
         (Format::Json, Some(value)) => with_fields(spec.format, value, |f| json(f, &mut out)),
         (Format::Env, Some(value)) => with_fields(spec.format, value, |f| env(f, &mut out)),
         (Format::Yaml, Some(value)) => with_fields(spec.format, value, |f| yaml(f, &mut out)),
+        (Format::Pem, Some(value)) => with_fields(spec.format, value, |f| pem(f, &mut out)),
     };
     match res {
         Ok(()) => Ok(out.buf),
@@ -168,6 +169,27 @@ fn env(fields: &SecretFields, out: &mut CappedBuf) -> Res {
             }
         }
         wr(out, b"'\n")?;
+    }
+    Ok(())
+}
+
+/// A certificate bundle: the certificate, its chain, then the private key (the order HAProxy and
+/// nginx read), each block ending in a newline.
+fn pem(fields: &SecretFields, out: &mut CappedBuf) -> Res {
+    for name in ["certificate", "ca_chain", "private_key"] {
+        let v = fields.get(name).ok_or_else(|| {
+            format!(
+                "the pem format needs a PKI certificate, but the secret has no field \"{name}\" (it has: {})",
+                field_list(fields)
+            )
+        })?;
+        if v.is_empty() {
+            continue;
+        }
+        wr(out, v.expose())?;
+        if !v.expose().ends_with(b"\n") {
+            wr(out, b"\n")?;
+        }
     }
     Ok(())
 }

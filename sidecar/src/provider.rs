@@ -87,6 +87,14 @@ impl FetchKey {
                 field: None,
                 version: *version,
             },
+            SourceRef::Pki {
+                mount, role, issue, ..
+            } => SourceRef::Pki {
+                mount: mount.clone(),
+                role: role.clone(),
+                field: None,
+                issue: issue.clone(),
+            },
             SourceRef::Aws { id, stage, .. } => SourceRef::Aws {
                 id: id.clone(),
                 json_key: None,
@@ -209,7 +217,7 @@ pub(crate) fn select(
 /// The selector of a reference (`#field`, `#json-key`), if any.
 pub(crate) fn selector(source: &SourceRef) -> Option<&str> {
     match source {
-        SourceRef::Vault { field, .. } => field.as_deref(),
+        SourceRef::Vault { field, .. } | SourceRef::Pki { field, .. } => field.as_deref(),
         SourceRef::Aws { json_key, .. } => json_key.as_deref(),
         SourceRef::Sealed { .. } => None,
     }

@@ -24,6 +24,7 @@ fn default_operator() -> OperatorSettings {
             tls_skip_verify: false,
             namespace: None,
             allowed_namespaces: Vec::new(),
+            revoke_certificates: false,
         }),
         aws: Some(AwsSettings {
             region: "eu-west-1".into(),

@@ -25,6 +25,7 @@ fn operator() -> OperatorSettings {
             tls_skip_verify: false,
             namespace: None,
             allowed_namespaces: Vec::new(),
+            revoke_certificates: false,
         }),
         aws: Some(AwsSettings {
             region: "us-east-1".into(),

@@ -22,6 +22,7 @@ fn operator(allow_signal: bool, fs_group: Option<i64>) -> OperatorSettings {
             tls_skip_verify: false,
             namespace: None,
             allowed_namespaces: Vec::new(),
+            revoke_certificates: false,
         }),
         aws: Some(AwsSettings {
             region: "eu-west-1".into(),

@@ -264,3 +264,27 @@ fn a_template_reads_the_files_it_is_handed() {
     let e = hush_sidecar::render_with(&bad, None, &inputs, 1 << 20).unwrap_err();
     assert_no_canary(&e);
 }
+
+/// `pem` writes a PKI certificate as one bundle in the order TLS servers read it (certificate,
+/// chain, key), each block on its own lines; a secret without those fields is refused by name and
+/// the refusal quotes no value.
+#[test]
+fn pem_writes_certificate_chain_and_key_in_order() {
+    let v = fields(&[
+        ("certificate", b"-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----"),
+        (
+            "ca_chain",
+            b"-----BEGIN CERTIFICATE-----\nINT\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n",
+        ),
+        ("private_key", b"-----BEGIN EC PRIVATE KEY-----\nKEY\n-----END EC PRIVATE KEY-----\n"),
+        ("serial_number", b"01:02"),
+    ]);
+    let out = render(&spec(Format::Pem, None), &v).unwrap();
+    let text = std::str::from_utf8(&out).unwrap();
+    let order: Vec<&str> = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert_eq!(order, ["LEAF", "INT", "ROOT", "KEY"]);
+    assert!(text.ends_with("-----END EC PRIVATE KEY-----\n"));
+    let e = render(&spec(Format::Pem, None), &tricky()).unwrap_err();
+    assert!(e.to_string().contains("no field \"certificate\""), "{e}");
+    assert_no_canary(&e);
+}

@@ -17,7 +17,7 @@ const BLESS: &str = "HUSH_BLESS=1 cargo test --workspace --locked --test values_
 
 /// Where each operator field lives in values.yaml: (operator path, values path, empty = unset).
 /// Empty strings in values mean "no Vault" / "no AWS" / "none", so those values also accept "".
-const IN_VALUES: [(&str, &str, bool); 16] = [
+const IN_VALUES: [(&str, &str, bool); 17] = [
     ("metricsPort", "sidecar.metricsPort", false),
     ("audit", "audit", false),
     (
@@ -40,6 +40,11 @@ const IN_VALUES: [(&str, &str, bool); 16] = [
     ("vault.audience", "vault.audience", false),
     ("vault.namespace", "vault.namespace", true),
     ("vault.allowedNamespaces", "vault.allowedNamespaces", false),
+    (
+        "vault.revokeCertificates",
+        "vault.revokeCertificates",
+        false,
+    ),
     ("aws.region", "aws.region", true),
     ("aws.endpoint", "aws.endpoint", true),
 ];

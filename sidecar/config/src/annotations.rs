@@ -131,9 +131,9 @@ const TABLE: &[Annotation] = &[
     Annotation {
         key: "hush.dev/secret-<file>",
         scope: Scope::PerFile,
-        values: "`vault:<path>[#field][?version=N]`, `aws:<name-or-arn>[#json-key][?stage=<label>|?version-id=<id>]`, `sealed:<configmap>/<key>`",
+        values: "`vault:<path>[#field][?version=N]`, `vault:<mount>/issue/<role>[#field]?common_name=<cn>[&alt_names=...&ip_sans=...&uri_sans=...&ttl=...&exclude_cn_from_sans=...&private_key_format=der|pkcs8]`, `aws:<name-or-arn>[#json-key][?stage=<label>|?version-id=<id>]`, `sealed:<configmap>/<key>`",
         default: "(every file needs one, except a template-only file)",
-        description: "One file per annotation. `<file>` is `[A-Za-z0-9._-]`, starts and ends with a letter or digit, and the whole key after `hush.dev/` is at most 63 characters (file names up to 56), so there are no subdirectories. Vault paths are relative with no `..`, empty segments or `%`; `version` is 1 to 100000000. AWS stage defaults to `AWSCURRENT`.",
+        description: "One file per annotation. `<file>` is `[A-Za-z0-9._-]`, starts and ends with a letter or digit, and the whole key after `hush.dev/` is at most 63 characters (file names up to 56), so there are no subdirectories. Vault paths are relative with no `..`, empty segments or `%`; `version` is 1 to 100000000. A PKI issue reference takes only the parameters listed (any other is refused) and `#field` is one of `certificate`, `private_key`, `issuing_ca`, `ca_chain`, `serial_number`, `expiration`, `private_key_type`. AWS stage defaults to `AWSCURRENT`.",
         field: SOURCE,
         parse: Parse::File(|v, f| {
             f.source = Some(SourceRef::parse(v)?);
@@ -158,13 +158,14 @@ const TABLE: &[Annotation] = &[
     Annotation {
         key: "hush.dev/format-<file>",
         scope: Scope::PerFile,
-        values: "`raw` | `json` | `env` | `yaml`",
+        values: "`raw` | `json` | `env` | `yaml` | `pem`",
         default: "`raw`",
-        description: "`raw` writes the one value byte for byte (a secret with several fields needs `#field`); `json`, `env` and `yaml` write all fields. Not combined with `template-<file>`.",
+        description: "`raw` writes the one value byte for byte (a secret with several fields needs `#field`); `json`, `env` and `yaml` write all fields; `pem` writes a PKI certificate (`vault:<mount>/issue/<role>?...`, no `#field`) as one bundle: certificate, chain, private key. Not combined with `template-<file>`.",
         field: "format",
         parse: Parse::File(|v, f| {
-            let format = Format::parse(v)
-                .ok_or_else(|| format!("must be raw, json, env or yaml, not \"{}\"", short(v)))?;
+            let format = Format::parse(v).ok_or_else(|| {
+                format!("must be raw, json, env, yaml or pem, not \"{}\"", short(v))
+            })?;
             f.format = Some(format);
             Ok(())
         }),
@@ -329,7 +330,7 @@ const TABLE: &[Annotation] = &[
         key: "hush.dev/revoke-on-shutdown",
         values: "`true` | `false`",
         default: "`true`",
-        description: "Revoke Vault leases and the token on SIGTERM. `init-only` never revokes (the app still needs what it fetched).",
+        description: "Revoke Vault leases and the token on SIGTERM, and PKI certificates too when the operator sets `vault.revokeCertificates`. `init-only` never revokes (the app still needs what it fetched).",
         field: "revokeOnShutdown",
         parse: Parse::Pod(|v, c| {
             c.revoke_on_shutdown = match v {

@@ -96,6 +96,11 @@ pub struct VaultSettings {
     /// an allowlist); empty means pods cannot choose one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_namespaces: Vec<String>,
+    /// Sidecars revoke the certificates they were issued from PKI references on SIGTERM (when
+    /// the pod keeps `hush.dev/revoke-on-shutdown` on). Off by default: every revocation is an
+    /// entry in the mount's CRL, and a certificate of a stopped pod expires on its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke_certificates: bool,
 }
 
 impl VaultSettings {
@@ -110,6 +115,7 @@ impl VaultSettings {
             tls_skip_verify: false,
             namespace: None,
             allowed_namespaces: Vec::new(),
+            revoke_certificates: false,
         }
     }
 }
@@ -472,6 +478,8 @@ pub enum Format {
     Env,
     /// All fields as a YAML mapping.
     Yaml,
+    /// A PKI certificate as one PEM bundle: certificate, chain, private key.
+    Pem,
     /// The `hush.dev/template-<file>` template.
     Template,
 }
@@ -483,6 +491,7 @@ impl Format {
             "json" => Some(Format::Json),
             "env" => Some(Format::Env),
             "yaml" => Some(Format::Yaml),
+            "pem" => Some(Format::Pem),
             _ => None,
         }
     }
@@ -494,6 +503,7 @@ impl Format {
             Format::Json => "json",
             Format::Env => "env",
             Format::Yaml => "yaml",
+            Format::Pem => "pem",
             Format::Template => "template",
         }
     }
@@ -1063,7 +1073,22 @@ pub(crate) fn check_format(
         (Format::Template, None) => return Err("template format without a template".into()),
         (Format::Template, Some(_)) => {}
         (_, Some(_)) => return Err("a template always uses the template format".into()),
-        (Format::Raw, None) => {}
+        (Format::Raw, None) => {
+            if matches!(source, Some(SourceRef::Pki { field: None, .. })) {
+                return Err(
+                    "raw writes one value, but a certificate has several fields; select one with #certificate, #private_key or #ca_chain, or use format pem (certificate, chain and key in one file) or a template"
+                        .into(),
+                );
+            }
+        }
+        (Format::Pem, None) => {
+            if !matches!(source, Some(SourceRef::Pki { field: None, .. })) {
+                return Err(
+                    "format pem writes the certificate, its chain and its key as one bundle, so the source must be vault:<mount>/issue/<role>?... without #field; use raw for one field"
+                        .into(),
+                );
+            }
+        }
         (f, None) => {
             if source.is_some_and(SourceRef::selects_single_value) {
                 return Err(format!(

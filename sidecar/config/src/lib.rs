@@ -30,4 +30,4 @@ pub use config::{
     check_role_name, limits,
 };
 pub use error::{AnnotationProblem, Error, Result};
-pub use source::{AwsStage, SourceKind, SourceRef};
+pub use source::{AwsStage, PKI_FIELDS, PKI_PARAMS, PkiIssue, SourceKind, SourceRef};

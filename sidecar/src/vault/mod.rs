@@ -10,6 +10,9 @@
 //!   so it is read and compared. A dynamic secret changes only when its lease must be replaced.
 //! - Leases are renewed at about 2/3 of their TTL. When a renewal returns less than asked, the lease
 //!   has reached its `max_ttl` and the secret is fetched again before it expires.
+//! - A PKI reference (`vault:<mount>/issue/<role>?common_name=...`) issues a certificate with one
+//!   POST built from the allowlisted parameters ([`pki`]); it is issued anew at about 2/3 of its
+//!   lifetime, and revoked on SIGTERM only when the operator set `vault.revokeCertificates`.
 //! - On 403 the provider logs in again once and retries; a second 403 is permanent. Leases belong
 //!   to the token that created them, so a fresh login also schedules every dynamic secret for a
 //!   re-fetch.
@@ -18,6 +21,7 @@ mod auth;
 mod client;
 mod kv;
 mod leases;
+mod pki;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -62,6 +66,16 @@ struct Lease {
     refetch: bool,
 }
 
+/// One issued certificate.
+struct Cert {
+    source: SourceRef,
+    mount: String,
+    serial: String,
+    expires: Instant,
+    /// Issue a new one at this time (about 2/3 of the lifetime).
+    next: Instant,
+}
+
 /// The Vault provider.
 pub(crate) struct VaultProvider {
     vault: Vault,
@@ -79,6 +93,10 @@ pub(crate) struct VaultProvider {
     /// Replaced leases waiting for their revocation.
     retired: Vec<Retired>,
     pending_refetch: Vec<SourceRef>,
+    /// Certificates issued from PKI references, keyed by the reference's canonical string.
+    certs: BTreeMap<String, Cert>,
+    /// The operator lets the sidecar revoke its certificates on SIGTERM.
+    revoke_certificates: bool,
     /// Records logins, renewals and revocations (fetches are recorded by the refresh engine).
     audit: Audit,
 }
@@ -111,6 +129,8 @@ impl VaultProvider {
             leases: BTreeMap::new(),
             retired: Vec::new(),
             pending_refetch: Vec::new(),
+            certs: BTreeMap::new(),
+            revoke_certificates: settings.revoke_certificates,
             audit,
         })
     }
@@ -178,10 +198,21 @@ impl VaultProvider {
         path: &str,
         query: Option<String>,
     ) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+        self.call(RequestMethod::GET, path, query, None).await
+    }
+
+    /// One request with one re-login on 403.
+    async fn call(
+        &mut self,
+        method: RequestMethod,
+        path: &str,
+        query: Option<String>,
+        body: Option<Vec<u8>>,
+    ) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
         self.ensure_token().await.map_err(Failure::Login)?;
         match self
             .vault
-            .request(RequestMethod::GET, path, query.clone(), None)
+            .request(method.clone(), path, query.clone(), body.clone())
             .await
         {
             Err(e) if e.status() == Some(403) && self.login.can_relogin() => {
@@ -193,7 +224,7 @@ impl VaultProvider {
                 tracing::info!("vault token is no longer valid; logging in again");
                 self.relogin().await.map_err(Failure::Login)?;
                 self.vault
-                    .request(RequestMethod::GET, path, query, None)
+                    .request(method, path, query, body)
                     .await
                     .map_err(Failure::Call)
             }
@@ -256,7 +287,68 @@ impl VaultProvider {
         Ok(engine)
     }
 
+    /// Issues a certificate for a PKI reference and schedules the next one.
+    async fn issue(&mut self, source: &SourceRef) -> Result<Fetched> {
+        let SourceRef::Pki {
+            mount, role, issue, ..
+        } = source
+        else {
+            return Err(perm("not a PKI reference".into()));
+        };
+        let body = pki::issue_body(issue).map_err(|e| e.into_error("pki issue"))?;
+        let resp = self
+            .call(
+                RequestMethod::POST,
+                &pki::issue_path(mount, role),
+                None,
+                Some(body),
+            )
+            .await
+            .map_err(|f| f.into_error("pki issue"))?;
+        let env: Envelope<pki::Issued> = kv::parse(&resp).map_err(perm)?;
+        let issued = env
+            .data
+            .ok_or_else(|| perm("the PKI issue response has no data".into()))?;
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let lifetime = Duration::from_secs(issued.expiration.saturating_sub(unix_now));
+        if lifetime.is_zero() {
+            return Err(perm(format!(
+                "pki issue: the certificate {} expires at once (expiration {}); check the role's ttl and the clocks",
+                issued.serial_number, issued.expiration
+            )));
+        }
+        let now = Instant::now();
+        let serial = issued.serial_number.clone();
+        tracing::info!(
+            mount = mount.as_str(),
+            role = role.as_str(),
+            serial = serial.as_str(),
+            lifetime_secs = lifetime.as_secs(),
+            "certificate issued"
+        );
+        self.pending_refetch.retain(|s| s != source);
+        self.certs.insert(
+            source.to_string(),
+            Cert {
+                source: source.clone(),
+                mount: mount.clone(),
+                serial: serial.clone(),
+                expires: now + lifetime,
+                next: now + renew_after(lifetime, MIN_RENEW),
+            },
+        );
+        Ok(Fetched {
+            value: SecretValue::Fields(issued.into_fields()),
+            version: Version::Opaque(serial),
+        })
+    }
+
     async fn fetch_one(&mut self, source: &SourceRef) -> Result<Fetched> {
+        if let SourceRef::Pki { .. } = source {
+            return self.issue(source).await;
+        }
         let SourceRef::Vault { path, version, .. } = source else {
             return Err(Error::store(
                 STORE,
@@ -358,6 +450,10 @@ impl VaultProvider {
     }
 
     async fn check_one(&mut self, source: &SourceRef, held: &Version) -> Result<Check> {
+        if let SourceRef::Pki { .. } = source {
+            // A certificate changes only when the provider issues a new one (`maintain`).
+            return Ok(Check::Unchanged);
+        }
         let SourceRef::Vault { path, .. } = source else {
             return Ok(Check::Changed);
         };
@@ -617,6 +713,15 @@ impl VaultProvider {
                 }
             }
         }
+        for c in self.certs.values() {
+            if c.next <= now && !self.pending_refetch.contains(&c.source) {
+                tracing::info!(
+                    serial = c.serial.as_str(),
+                    "certificate at 2/3 of its lifetime; issuing a new one"
+                );
+                self.pending_refetch.push(c.source.clone());
+            }
+        }
         self.revoke_retired(false, &mut out).await;
         out.refetch = self.pending_refetch.clone();
         Ok(out)
@@ -656,6 +761,7 @@ impl VaultProvider {
                 outcome.as_ref().copied(),
             );
         }
+        self.revoke_certs().await;
         if self.login.can_relogin() {
             let a = Access::new(Event::Revoke, Object::Token, SourceKind::Vault);
             let mut a = Access { reason: why, ..a };
@@ -671,6 +777,52 @@ impl VaultProvider {
         }
         self.vault.clear_token();
         self.token = None;
+    }
+}
+
+impl VaultProvider {
+    /// Revokes every certificate still held (SIGTERM), when the operator allows it: each one adds
+    /// an entry to the mount's CRL, which the operator pays for.
+    async fn revoke_certs(&mut self) {
+        let certs = std::mem::take(&mut self.certs);
+        if !self.revoke_certificates {
+            if !certs.is_empty() {
+                tracing::debug!(
+                    "certificates are not revoked on shutdown (operator setting vault.revokeCertificates is off)"
+                );
+            }
+            return;
+        }
+        for (_, c) in certs {
+            if c.expires <= Instant::now() {
+                continue;
+            }
+            let reference = c.source.to_string();
+            let version = Version::Opaque(c.serial.clone());
+            let mut a = Access::new(Event::Revoke, Object::Certificate, SourceKind::Vault);
+            a.reference = Some(&reference);
+            a.version = Some(&version);
+            a.reason = Some(Reason::Shutdown);
+            match pki::revoke(&self.vault, &c.mount, &c.serial).await {
+                Ok(()) => {
+                    tracing::info!(serial = c.serial.as_str(), "certificate revoked");
+                    self.audit.record(a);
+                }
+                Err(e) if e.status() == Some(403) => {
+                    tracing::warn!(
+                        serial = c.serial.as_str(),
+                        "certificate not revoked: the Vault policy does not grant update on <mount>/revoke"
+                    );
+                    a.outcome = Outcome::Forbidden;
+                    self.audit.record(a);
+                }
+                Err(e) => {
+                    let err = e.into_error("certificate revocation");
+                    tracing::warn!(error = %err, serial = c.serial.as_str(), "certificate not revoked");
+                    self.audit.record(a.failed(&err));
+                }
+            }
+        }
     }
 }
 
@@ -749,6 +901,7 @@ impl Provider for VaultProvider {
             .values()
             .map(|l| l.next)
             .chain(self.retired.iter().map(|r| r.at))
+            .chain(self.certs.values().map(|c| c.next))
             .min();
         match (token, lease) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -761,7 +914,11 @@ impl Provider for VaultProvider {
     }
 
     fn lease_expiry(&self, source: &SourceRef) -> Option<Instant> {
-        self.leases.get(&source.to_string()).map(|l| l.expires)
+        let key = source.to_string();
+        self.leases
+            .get(&key)
+            .map(|l| l.expires)
+            .or_else(|| self.certs.get(&key).map(|c| c.expires))
     }
 
     fn lease_id(&self, source: &SourceRef) -> Option<&str> {

@@ -114,6 +114,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if $v.vault.allowedNamespaces -}}
 {{- $_ := set $vault "allowedNamespaces" $v.vault.allowedNamespaces -}}
 {{- end -}}
+{{- if $v.vault.revokeCertificates -}}
+{{- $_ := set $vault "revokeCertificates" $v.vault.revokeCertificates -}}
+{{- end -}}
 {{- $_ := set $operator "vault" $vault -}}
 {{- end -}}
 {{- if $v.aws.region -}}
