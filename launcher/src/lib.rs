@@ -24,7 +24,11 @@ use hush_contract::names::{check_env_name, check_file_name};
 /// `O_NOFOLLOW`, which std does not name; its value differs between architectures.
 #[cfg(any(target_arch = "x86_64", target_arch = "riscv64", target_arch = "s390x"))]
 const O_NOFOLLOW: i32 = 0o400_000;
-#[cfg(any(target_arch = "aarch64", target_arch = "arm", target_arch = "powerpc64"))]
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc64"
+))]
 const O_NOFOLLOW: i32 = 0o100_000;
 
 /// The symlink to the current set of files (the sidecar's atomic writer).
@@ -124,7 +128,10 @@ fn open_regular(path: &Path, max: u64) -> Result<(File, u64), Error> {
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(40) {
-                err("is a symlink; the launcher never follows symlinks in the secrets volume".into())
+                err(
+                    "is a symlink; the launcher never follows symlinks in the secrets volume"
+                        .into(),
+                )
             } else {
                 err(e.to_string())
             }
@@ -134,7 +141,10 @@ fn open_regular(path: &Path, max: u64) -> Result<(File, u64), Error> {
         return Err(err("is not a regular file".into()));
     }
     if meta.size() > max {
-        return Err(err(format!("is {} bytes, over the {max} allowed", meta.size())));
+        return Err(err(format!(
+            "is {} bytes, over the {max} allowed",
+            meta.size()
+        )));
     }
     Ok((f, meta.size()))
 }
@@ -331,7 +341,14 @@ mod tests {
         assert_eq!(vars.len(), 2);
         assert_eq!(vars[1].name, "B_2");
         assert_eq!(vars[1].file, "api-key");
-        for bad in ["A", "1A=db", "A=../x", "A=db\nA=x", "A=.hush-launch", "A-B=db"] {
+        for bad in [
+            "A",
+            "1A=db",
+            "A=../x",
+            "A=db\nA=x",
+            "A=.hush-launch",
+            "A-B=db",
+        ] {
             assert!(parse_spec(bad).is_err(), "{bad:?}");
         }
     }

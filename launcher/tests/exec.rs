@@ -49,7 +49,11 @@ fn the_command_runs_with_the_values_and_its_own_args() {
             "first arg",
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "p4ss word\nwith a newline|k-123|from-the-kubelet|argzero|first arg"
@@ -63,7 +67,10 @@ fn failures_are_one_clear_line_and_a_nonzero_exit() {
     let out = launch(&dir, &["true"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("hush-launch: ") && err.contains("missing"), "{err}");
+    assert!(
+        err.starts_with("hush-launch: ") && err.contains("missing"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 
     let dir = volume("nocmd", "DB=db\n", &[("db", b"v4lue-never-logged")]);
