@@ -7,6 +7,7 @@
 //! pointer is built from tokens (so `/` in an annotation key becomes `~1`), parent lists are added
 //! only when absent. A pod that already carries our container (a reinvocation) gets only the
 //! mounts of containers added since, so a second admission of an unchanged pod changes nothing.
+//! With `hush.dev/env`, each chosen container's `command` gets the launcher inserted before it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,8 +16,8 @@ use std::path::Path;
 use hush_config::{Mode, OnChange, SidecarConfig, VaultAuth};
 use hush_contract::{
     ANNOTATION_PREFIX, AWS_SESSION_NAME, IDENTITY_KEY, IDENTITY_SECRET, METRICS_PORT_NAME,
-    SIDECAR_BINARY, STATUS, STATUS_INJECTED, STS_AUDIENCE, VAULT_AUDIENCE, env as vars, paths,
-    subcommand, volumes,
+    SIDECAR_BINARY, STATUS, STATUS_INJECTED, STS_AUDIENCE, VAULT_AUDIENCE, env as vars, launch,
+    paths, subcommand, volumes,
 };
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
@@ -57,6 +58,8 @@ pub enum DenialReason {
     SidecarMismatch,
     /// The sidecar's environment would exceed what Linux lets one process start with.
     ConfigTooLarge,
+    /// `hush.dev/env` chose a container with no `command`, or one that sets a variable itself.
+    EnvTarget,
 }
 
 impl DenialReason {
@@ -71,6 +74,7 @@ impl DenialReason {
             DenialReason::InvalidPod => "invalid_pod",
             DenialReason::SidecarMismatch => "sidecar_mismatch",
             DenialReason::ConfigTooLarge => "config_too_large",
+            DenialReason::EnvTarget => "env_target",
         }
     }
 }
@@ -249,12 +253,70 @@ fn add_app_mount(ops: &mut Ops, spec: &SpecView<'_>, t: Target, app_mount: &Volu
     ops.add(item, Val::Mount(app_mount.clone()));
 }
 
+/// `hush.dev/env`: a chosen container must have a `command` (the injector never looks up an
+/// image's entrypoint: admission makes no calls) and must not set one of the variables itself.
+fn check_env_target(spec: &SpecView<'_>, t: Target, sc: &SidecarConfig) -> Result<(), Denial> {
+    let c = container(spec, t);
+    let (field, i) = field_of(t);
+    if !c.has_command {
+        return Err(Denial::new(
+            DenialReason::EnvTarget,
+            format!(
+                "annotation \"hush.dev/env\": spec.{field}[{i}] (\"{}\") has no command, and Hush never looks up an image's entrypoint; set the container's command (and args) to what the image runs, or leave this container out with hush.dev/containers",
+                c.name
+            ),
+        ));
+    }
+    if let Some(e) = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| sc.env.iter().any(|h| h.name == e.name))
+    {
+        return Err(Denial::new(
+            DenialReason::EnvTarget,
+            format!(
+                "annotation \"hush.dev/env\": spec.{field}[{i}] (\"{}\") already sets {} in its env; remove it there or from hush.dev/env",
+                c.name, e.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes a chosen container start through the launcher: `<mount>/.hush-launch <mount> --` is
+/// inserted before its command, whose entries and `args` stay as they were.
+fn add_launcher(ops: &mut Ops, t: Target, mount_path: &str) {
+    let (field, i) = field_of(t);
+    let dir = mount_path.trim_end_matches('/');
+    let words = [
+        format!("{dir}/{}", launch::FILE),
+        dir.to_string(),
+        launch::SEPARATOR.to_string(),
+    ];
+    for (n, w) in words.into_iter().enumerate() {
+        ops.add(
+            PointerBuf::from_tokens([
+                Token::new("spec"),
+                Token::new(field),
+                Token::from(i),
+                Token::new("command"),
+                Token::from(n),
+            ]),
+            Val::Json(json!(w)),
+        );
+    }
+}
+
 /// A later admission of a pod we already injected: with `reinvocationPolicy: IfNeeded` the
 /// apiserver calls the webhook again after other webhooks ran, and a container one of them added
 /// must get the secrets mount too. Nothing else changes. The sidecar already there must be the one
 /// Hush would inject now (its `HUSH_CONFIG` equal to what these annotations give), or a pod could
 /// bring its own `hush-sidecar` with a config that bypasses the operator's rules (allowed roles,
 /// stores, bounds).
+///
+/// A container added since gets the mount but never the `hush.dev/env` launcher: Hush rewrites
+/// only the commands the pod's author wrote and saw admitted (docs/env.md).
 fn reinvocation(
     spec: &SpecView<'_>,
     existing: (usize, &ContainerView<'_>),
@@ -792,6 +854,9 @@ pub(crate) fn mutate_view(
     let targets = choose_targets(spec, sc.containers.as_deref())?;
     for &t in &targets {
         check_mount_path_free(spec, t, &sc.mount_path)?;
+        if !sc.env.is_empty() {
+            check_env_target(spec, t, &sc)?;
+        }
     }
     let ids = sidecar_ids(spec, &targets, &sc, cfg)?;
     let (volumes, sidecar_mounts) = volumes_and_mounts(&sc, cfg);
@@ -831,6 +896,9 @@ pub(crate) fn mutate_view(
     let app_mount = mount(volumes::SECRETS, &sc.mount_path, true);
     for &t in &targets {
         add_app_mount(&mut ops, spec, t, &app_mount);
+        if !sc.env.is_empty() {
+            add_launcher(&mut ops, t, &sc.mount_path);
+        }
     }
     // Last, so the user's init container indexes above are still their own.
     if spec.init_containers.is_none() {

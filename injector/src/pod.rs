@@ -3,8 +3,8 @@
 //! kilobyte before any of its fields is set), can take tens of times a body's size for bodies of
 //! many small JSON values, and building either dominated the cost of an admission. This view holds
 //! only what [`crate::mutate`] decides on: the `hush.dev/` annotations, container, volume and
-//! mount names and paths, the user and group ids, and the sidecar's `HUSH_CONFIG` on a
-//! reinvocation; every other field is skipped without being stored, and strings borrow from the
+//! mount names and paths, the user and group ids, whether a container has a `command` and its env
+//! names (for `hush.dev/env`), and the sidecar's `HUSH_CONFIG` on a reinvocation; every other field is skipped without being stored, and strings borrow from the
 //! body when they hold no escapes. Field by field it follows k8s-openapi's rules (a missing or
 //! `null` required field is its default), so a Pod decodes to the same view either way; the one
 //! difference is for fields nobody reads, whose types are not checked (the kube-apiserver only
@@ -145,6 +145,17 @@ pub(crate) struct ContainerView<'a> {
     pub(crate) security_context: Option<Ids>,
     #[serde(default, borrow)]
     pub(crate) env: Option<Vec<EnvView<'a>>>,
+    /// Whether `command` has an entry (`hush.dev/env` needs one); the entries are skipped, since
+    /// the patch inserts before them. A `bool`, so the view of a container does not grow.
+    #[serde(default, rename = "command", deserialize_with = "non_empty_list")]
+    pub(crate) has_command: bool,
+}
+
+/// `true` for a list with at least one entry; `null`, missing and `[]` are `false`. The entries
+/// are read as `IgnoredAny`, which stores nothing.
+fn non_empty_list<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let list = Option::<Vec<serde::de::IgnoredAny>>::deserialize(d)?;
+    Ok(list.is_some_and(|l| !l.is_empty()))
 }
 
 /// Something with a name: a volume, an ephemeral container.
@@ -241,6 +252,7 @@ impl<'a> ContainerView<'a> {
                     })
                     .collect()
             }),
+            has_command: c.command.as_ref().is_some_and(|cmd| !cmd.is_empty()),
         }
     }
 }

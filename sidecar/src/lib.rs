@@ -13,6 +13,7 @@ mod aws;
 mod error;
 mod format;
 mod hardening;
+mod launch;
 mod metrics;
 mod notify;
 mod output;

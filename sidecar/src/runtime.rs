@@ -187,6 +187,7 @@ pub fn once(env: &dyn Env) -> Result<()> {
         engine
             .initial(Instant::now() + budget, "fetching the secrets", budget)
             .await?;
+        crate::launch::install(&cfg, &paths.secrets_dir())?;
         tracing::info!(
             files = cfg.files.len(),
             "secrets written; exiting (init-only never revokes)"
@@ -252,6 +253,10 @@ async fn run_async(
             return Err(e);
         }
         Some(Ok(())) => {}
+    }
+    if let Err(e) = crate::launch::install(&cfg, &paths.secrets_dir()) {
+        shutdown(&mut engine, &cfg, "the env launcher could not be installed").await;
+        return Err(e);
     }
     write_marker(&paths)?;
     tracing::info!(files = cfg.files.len(), "secrets written; started");

@@ -984,3 +984,93 @@ async fn a_vault_k8s_deployment_migrated_by_hush_migrate_runs_with_the_same_file
         serde_json::json!({"username": "app", "password": "pw-1"})
     );
 }
+
+/// `hush.dev/env`: the app reads a secret from its environment, through the launcher the sidecar
+/// put into the tmpfs; the stored pod spec holds no value; the launcher is gone once the app runs
+/// (the container's PID 1 is the app's own command); and a chosen container with no `command` is
+/// refused at apply with its name and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_reads_a_vault_secret_from_its_environment_and_the_pod_spec_holds_no_value() {
+    let _node = NODE.lock().await;
+    let t = Tenant::new("").await;
+    let password = unique_name("env-pw");
+    t.put("db", &[("password", &password), ("username", "orders")]);
+    let annotations = [
+        ("hush.dev/inject", "true".to_string()),
+        ("hush.dev/role", t.role.clone()),
+        (
+            "hush.dev/secret-db-password",
+            format!("vault:{}#password", t.kv("db")),
+        ),
+        ("hush.dev/env", "DB_PASSWORD=db-password".to_string()),
+    ];
+    let script = "echo \"app sees DB_PASSWORD=$DB_PASSWORD\"; exec sleep 3600";
+    apply(&t.env, &t.ns, &pod_yaml("envapp", &annotations, script));
+    t.wait_ready("envapp", 120).await;
+    let expected = format!("app sees DB_PASSWORD={password}");
+    let log = eventually("the app's log line", 30, || {
+        let log = t.logs("envapp", "app");
+        log.contains(&expected).then_some(log)
+    })
+    .await;
+    assert!(log.contains(&expected), "{log}");
+
+    // The value is in no field of the stored pod: the spec carries the launcher and names only.
+    let stored = serde_json::to_string(&t.pods().get("envapp").await.unwrap()).unwrap();
+    assert!(
+        !stored.contains(&password),
+        "the stored pod holds the value"
+    );
+    let pod = t.pods().get("envapp").await.unwrap();
+    let app = &pod.spec.as_ref().unwrap().containers[0];
+    let command = app.command.clone().unwrap();
+    assert_eq!(
+        command[..4],
+        [
+            format!("{MOUNT}/.hush-launch"),
+            MOUNT.to_string(),
+            "--".to_string(),
+            "sh".to_string()
+        ]
+    );
+
+    // No process of ours stays in between: PID 1 of the app container is its own `sh`, now
+    // `sleep` (exec), with the value in its environment.
+    let out = t.exec("envapp", &["cat", "/proc/1/cmdline"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cmdline = String::from_utf8_lossy(&out.stdout).replace('\0', " ");
+    assert!(cmdline.starts_with("sleep 3600"), "{cmdline}");
+    let out = t.exec("envapp", &["cat", "/proc/1/environ"]);
+    let environ = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        environ
+            .split('\0')
+            .any(|e| e == format!("DB_PASSWORD={password}")),
+        "PID 1 has the variable"
+    );
+    // The launcher and its spec are read-only for the app.
+    let out = t.exec(
+        "envapp",
+        &["sh", "-c", &format!("echo x > {MOUNT}/.hush-env")],
+    );
+    assert!(!out.status.success(), "the app could write the launch spec");
+
+    // A container with no command: the injector never looks up an image's entrypoint.
+    let yaml = pod_yaml("envnocmd", &annotations, "true").replace(
+        &format!(
+            "    command: [\"sh\", \"-c\", {}]\n",
+            serde_json::to_string("true").unwrap()
+        ),
+        "",
+    );
+    assert!(!yaml.contains("command"), "{yaml}");
+    let out = kubectl(&t.env, &["apply", "-n", &t.ns, "-f", "-"], Some(&yaml));
+    assert!(!out.status.success(), "a pod with no command was admitted");
+    let msg = text(&out);
+    assert!(
+        msg.contains(r#"spec.containers[0] ("app") has no command"#)
+            && msg.contains("set the container's command"),
+        "{msg}"
+    );
+    assert!(t.pods().get_opt("envnocmd").await.unwrap().is_none());
+}

@@ -303,6 +303,18 @@ const TABLE: &[Annotation] = &[
         ..ROW
     },
     Annotation {
+        key: "hush.dev/env",
+        values: "`NAME=<file>[,NAME=<file>...]`; `NAME` is `[A-Za-z_][A-Za-z0-9_]*`, `<file>` one of the pod's `secret-<file>` files",
+        default: "(none)",
+        description: "Puts the content of a secret file into an environment variable of the containers that get the mount, with no value in the pod spec: they start through a small launcher that reads the tmpfs and `exec`s their `command` (which must be set). Pick a field with the file's `#field`. The value is read once at start; a running process keeps it until it restarts. Readable in `/proc/<pid>/environ` by the app's user ([docs/env.md](docs/env.md)).",
+        field: "env",
+        parse: Parse::Pod(|v, c| {
+            c.env = config::parse_env(v)?;
+            Ok(())
+        }),
+        ..ROW
+    },
+    Annotation {
         key: "hush.dev/mount-path",
         values: "absolute path",
         default: "`/var/run/secrets/hush`",
@@ -894,10 +906,15 @@ mod tests {
 
     #[test]
     fn rows_are_consistent() {
-        let json: serde_json::Value = serde_json::from_str(
-            &SidecarConfig::defaults("ns", &OperatorSettings::default()).to_json(),
-        )
-        .unwrap();
+        // Optional lists are left out of the JSON when empty, so give them one entry.
+        let cfg = SidecarConfig {
+            env: vec![crate::EnvSpec {
+                name: "A".into(),
+                file: "a".into(),
+            }],
+            ..SidecarConfig::defaults("ns", &OperatorSettings::default())
+        };
+        let json: serde_json::Value = serde_json::from_str(&cfg.to_json()).unwrap();
         for (i, row) in TABLE.iter().enumerate() {
             assert!(row.key.starts_with(ANNOTATION_PREFIX), "{}", row.key);
             assert_eq!(

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::source::{SourceKind, SourceRef};
-use hush_contract::names::{check_dns1123_label, check_dns1123_subdomain, check_file_name, short};
+use hush_contract::names::{
+    check_dns1123_label, check_dns1123_subdomain, check_env_name, check_file_name, short,
+};
 
 /// Major version of the `HUSH_CONFIG` JSON. The sidecar refuses any other.
 pub const CONFIG_VERSION: u32 = 1;
@@ -528,6 +530,17 @@ pub struct FileSpec {
     pub mode: u32,
 }
 
+/// One environment variable of `hush.dev/env`: the app sees the content of a secret file under
+/// this name (docs/env.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvSpec {
+    /// The variable's name, POSIX portable ([`hush_contract::names::check_env_name`]).
+    pub name: String,
+    /// The file (one of [`SidecarConfig::files`]) whose content is the value.
+    pub file: String,
+}
+
 /// Everything one sidecar needs, validated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -567,6 +580,10 @@ pub struct SidecarConfig {
     pub vault_namespace: Option<String>,
     /// Revoke leases and the token on SIGTERM (sidecar mode only).
     pub revoke_on_shutdown: bool,
+    /// Environment variables set by the launcher in the chosen containers (`hush.dev/env`), in
+    /// annotation order; empty when the pod sets none (and then absent from the JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvSpec>,
     /// The operator's settings.
     pub operator: OperatorSettings,
 }
@@ -624,6 +641,7 @@ impl SidecarConfig {
             aws_role_arn: None,
             vault_namespace: None,
             revoke_on_shutdown: true,
+            env: Vec::new(),
             operator: operator.clone(),
         }
     }
@@ -855,6 +873,27 @@ impl SidecarConfig {
                 all.push(FieldProblem::new(
                     "awsRoleArn",
                     ARN_WITHOUT_AWS.into(),
+                    &["files"],
+                ));
+            }
+        }
+        if !self.env.is_empty() {
+            if let Err(r) = check_env(&self.env) {
+                all.push(FieldProblem::new("env", r, &[]));
+            } else if !unparsed.files_incomplete
+                && let Some(e) = self
+                    .env
+                    .iter()
+                    .find(|e| !self.files.iter().any(|f| f.name == e.file))
+            {
+                all.push(FieldProblem::new(
+                    "env",
+                    format!(
+                        "{} names the file \"{}\", but there is no hush.dev/secret-{} annotation; add it, or name one of the pod's secret files",
+                        e.name,
+                        short(&e.file),
+                        short(&e.file)
+                    ),
                     &["files"],
                 ));
             }
@@ -1455,6 +1494,44 @@ pub(crate) fn check_containers(cs: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Most variables in `hush.dev/env`.
+pub(crate) const MAX_ENV_VARS: usize = 64;
+
+/// Valid, unique names, each naming a valid file; at most [`MAX_ENV_VARS`].
+pub(crate) fn check_env(env: &[EnvSpec]) -> Result<(), String> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(format!("at most {MAX_ENV_VARS} variables"));
+    }
+    let mut seen = BTreeSet::new();
+    for e in env {
+        check_env_name(&e.name)?;
+        check_file_name(&e.file).map_err(|r| format!("{}: {r}", e.name))?;
+        if !seen.insert(e.name.as_str()) {
+            return Err(format!("{} is set twice; set each variable once", e.name));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `hush.dev/env`: `NAME=<file>` pairs separated by commas (spaces around them ignored).
+pub(crate) fn parse_env(v: &str) -> Result<Vec<EnvSpec>, String> {
+    let mut out = Vec::new();
+    for pair in v.split(',').map(str::trim) {
+        let Some((name, file)) = pair.split_once('=') else {
+            return Err(format!(
+                "\"{}\" is not NAME=<file>; write e.g. DB_PASSWORD=db-password, where db-password has a hush.dev/secret-db-password annotation",
+                short(pair)
+            ));
+        };
+        out.push(EnvSpec {
+            name: name.trim().to_string(),
+            file: file.trim().to_string(),
+        });
+    }
+    check_env(&out)?;
+    Ok(out)
 }
 
 /// Absolute, normalised, not `/`, not under `/hush`, not over the service-account token.

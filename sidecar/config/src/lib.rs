@@ -25,7 +25,7 @@ pub mod template;
 
 pub use backoff::{Backoff, ErrorClass, jitter, renew_after};
 pub use config::{
-    AwsSettings, CONFIG_ENV, CONFIG_VERSION, FieldProblem, FileSpec, Format, Mode, NO_AWS,
+    AwsSettings, CONFIG_ENV, CONFIG_VERSION, EnvSpec, FieldProblem, FileSpec, Format, Mode, NO_AWS,
     NO_VAULT, OnChange, OperatorSettings, SidecarConfig, Signal, VaultAuth, VaultSettings,
     check_role_name, limits,
 };

@@ -120,6 +120,25 @@ pub mod paths {
     pub const DEFAULT_APP_MOUNT_PATH: &str = "/var/run/secrets/hush";
 }
 
+/// `hush.dev/env`: the launcher that puts secret values into an app's environment (docs/env.md).
+/// The sidecar copies the launcher from beside its own binary into the root of the secrets volume
+/// and writes the spec next to it; the injector makes the chosen containers start through it. Both
+/// names begin with a single `.`, which no secret file name may (they start with a letter or digit)
+/// and which the atomic writer's cleanup (`..`-prefixed names only) leaves alone.
+pub mod launch {
+    /// The launcher binary, beside `hush-sidecar` in the sidecar image (`/usr/local/bin`).
+    pub const BINARY: &str = "hush-launch";
+    /// The launcher in the secrets volume root (mode 0555).
+    pub const FILE: &str = ".hush-launch";
+    /// The launch spec in the secrets volume root (mode 0444): one `NAME=<file>` line per variable.
+    pub const SPEC_FILE: &str = ".hush-env";
+    /// The argument between the launcher's own arguments and the app's command.
+    pub const SEPARATOR: &str = "--";
+    /// Largest value the launcher puts into the environment: Linux refuses any one `NAME=value`
+    /// string over 128 KiB (`MAX_ARG_STRLEN`) with E2BIG.
+    pub const MAX_VALUE_BYTES: usize = 128 * 1024 - 256;
+}
+
 /// Key names inside the credentials Secret mounted at [`paths::CREDENTIALS_DIR`].
 pub mod credential_keys {
     /// AppRole `role_id`.

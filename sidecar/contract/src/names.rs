@@ -46,6 +46,42 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest environment variable name `hush.dev/env` accepts.
+pub const MAX_ENV_NAME_LEN: usize = 128;
+
+/// Checks an environment variable name for `hush.dev/env` (and again in the launcher).
+///
+/// Rules: POSIX portable names, `[A-Za-z_][A-Za-z0-9_]*`, at most [`MAX_ENV_NAME_LEN`] bytes. Such
+/// a name has no `=` and no NUL, so it always survives `execve`, and every shell can read it.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the environment variable name is empty".into());
+    }
+    if name.len() > MAX_ENV_NAME_LEN {
+        return Err(format!(
+            "the environment variable name is {} characters long; at most {MAX_ENV_NAME_LEN} are allowed",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return Err(format!(
+            "the environment variable name \"{}\" contains {}; only letters, digits and '_' are allowed (POSIX portable names)",
+            short(name),
+            describe_char(c)
+        ));
+    }
+    if name.as_bytes()[0].is_ascii_digit() {
+        return Err(format!(
+            "the environment variable name \"{}\" starts with a digit; start it with a letter or '_'",
+            short(name)
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a DNS-1123 label (container names, namespaces): lowercase letters, digits and `-`,
 /// starting and ending alphanumeric, at most 63 characters.
 pub fn check_dns1123_label(name: &str) -> Result<(), String> {
