@@ -9,16 +9,7 @@ use hush_config::{Error, Format, OperatorSettings, SidecarConfig, VaultSettings}
 
 fn operator() -> OperatorSettings {
     OperatorSettings {
-        vault: Some(VaultSettings {
-            addr: "https://127.0.0.1:8200".into(),
-            ca_pem: None,
-            auth_mount: "kubernetes".into(),
-            approle_mount: "approle".into(),
-            audience: "vault".into(),
-            tls_skip_verify: false,
-            namespace: None,
-            allowed_namespaces: Vec::new(),
-        }),
+        vault: Some(VaultSettings::new("https://127.0.0.1:8200".into())),
         ..OperatorSettings::default()
     }
 }
