@@ -4,7 +4,10 @@
 //! '^(data|stringData)$'`, as used for Kubernetes Secrets) and kubeseal offline with an RSA 4096
 //! certificate like the sealed-secrets controller's (`--recovery-unseal` with its private key for
 //! the way back). Cases: 1, 100 and 1,000 keys of 64 random bytes, and one 1 MiB value. Each figure
-//! is the median wall time of N runs of the process, started on CPU 1 (this driver on CPU 0).
+//! is the median wall time of N runs of the process. Every tool runs on the same CPUs, by default
+//! all of them: there is no server to keep apart from a client, the driver only waits for the
+//! process, and a user's machine lets sops (Go) and `hush` (one thread per core over the values)
+//! use every core. `--cpus 1` measures each tool on one core.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hush_bench::configs::{sealer_values, secret_manifest};
 use hush_bench::proc::median;
-use hush_bench::report::{Table, machine, num, pinning, ratio, save, today};
-use hush_bench::run::{SERVER_CPU, pinned, work_dir, workspace_bin};
+use hush_bench::report::{Table, machine, num, ratio, save, today};
+use hush_bench::run::{work_dir, workspace_bin};
 
 #[derive(Parser)]
 struct Args {
@@ -28,9 +31,19 @@ struct Args {
     /// The kubeseal binary (scripts/bench-peers builds it).
     #[arg(long)]
     kubeseal: Option<PathBuf>,
+    /// The CPUs every tool runs on (`taskset -c` list); default: every CPU of the machine.
+    #[arg(long)]
+    cpus: Option<String>,
     /// Where to write the Markdown results.
     #[arg(long, default_value = "bench/results/sealer.md")]
     out: PathBuf,
+}
+
+/// The `taskset -c` CPU list of every measured process (`--cpus`, set once in `main`).
+static CPUS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn cpus() -> &'static str {
+    CPUS.get().map_or("0", String::as_str)
 }
 
 /// One timed command: program, arguments, stdin file, stdout file, extra env.
@@ -44,7 +57,8 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn once(&self, home: &Path) -> Result<f64> {
-        let mut c: Command = pinned(SERVER_CPU, self.program);
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpus()).arg(self.program);
         c.args(&self.args)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -117,6 +131,11 @@ struct Row {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let all = format!(
+        "0-{}",
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) - 1
+    );
+    let _ = CPUS.set(args.cpus.clone().unwrap_or(all));
     let work = work_dir("sealer")?;
     let hush = workspace_bin("hush")?;
     let age = PathBuf::from("/usr/bin/age");
@@ -353,7 +372,10 @@ fn render(args: &Args, rows: &[Row], startup_hush: f64, startup_age: f64) -> Str
         runs = args.runs,
         big = (args.runs / 2).max(3),
         machine = machine(),
-        pinning = pinning(),
+        pinning = format!(
+            "Every tool runs on CPUs {} (`taskset -c`; no server to keep apart, the driver only waits).",
+            cpus()
+        ),
         sh = startup_hush,
         sa = startup_age,
         t = t.markdown(),

@@ -13,6 +13,7 @@
 mod error;
 pub mod format;
 pub mod keys;
+mod parallel;
 pub mod sealed;
 pub mod secret;
 pub mod yaml;

@@ -15,6 +15,7 @@ use crate::format::{
     Scope, SecretMeta, VERSION,
 };
 use crate::keys::parse_recipient;
+use crate::parallel;
 use crate::secret::{Secret, SecretValue};
 use crate::yaml::{self, quote, scalar};
 use crate::{Error, Result};
@@ -288,6 +289,8 @@ fn decrypt_reader<R: std::io::BufRead>(
 pub struct SealState {
     mac_key: Zeroizing<[u8; MAC_KEY_LEN]>,
     mac_key_ciphertext: String,
+    /// `format::seal_id(mac_key)`, which every value's header carries: computed once per seal.
+    id: String,
 }
 
 impl SealState {
@@ -296,10 +299,16 @@ impl SealState {
         getrandom::getrandom(&mut mac_key[..])
             .map_err(|e| Error::Encrypt(std::io::Error::other(e.to_string())))?;
         let mac_key_ciphertext = encrypt_base64(recipients, &mac_key[..])?;
-        Ok(SealState {
+        Ok(SealState::new(mac_key, mac_key_ciphertext))
+    }
+
+    fn new(mac_key: Zeroizing<[u8; MAC_KEY_LEN]>, mac_key_ciphertext: String) -> Self {
+        let id = format::seal_id(&mac_key[..]);
+        SealState {
             mac_key,
             mac_key_ciphertext,
-        })
+            id,
+        }
     }
 }
 
@@ -320,7 +329,7 @@ impl Plan<'_> {
             self.namespace,
             self.name,
             key,
-            &format::seal_id(&state.mac_key[..]),
+            &state.id,
         )
     }
 
@@ -439,14 +448,14 @@ pub fn seal_without_size_limit(
         labels,
         recipients,
     };
-    let mut ciphertexts = BTreeMap::new();
-    for (k, v) in &secret.values {
+    let values: Vec<(&String, &SecretValue)> = secret.values.iter().collect();
+    for (k, _) in &values {
         format::validate_key(k).map_err(|reason| Error::InvalidSecret { reason })?;
-        ciphertexts.insert(
-            k.clone(),
-            plan.encrypt_value(k, v.expose(), &state, &parsed)?,
-        );
     }
+    let sealed = parallel::try_map(&values, |(k, v)| {
+        plan.encrypt_value(k, v.expose(), &state, &parsed)
+    })?;
+    let ciphertexts = values.iter().map(|(k, _)| (*k).clone()).zip(sealed).collect();
     Ok(plan.assemble(&state, ciphertexts))
 }
 
@@ -629,10 +638,7 @@ pub fn open_set<'a>(
         meta,
         namespace: namespace.to_owned(),
         name: name.to_owned(),
-        state: SealState {
-            mac_key,
-            mac_key_ciphertext,
-        },
+        state: SealState::new(mac_key, mac_key_ciphertext),
     })
 }
 
@@ -667,7 +673,7 @@ impl Opened<'_> {
             &self.namespace,
             &self.name,
             key,
-            &format::seal_id(&self.state.mac_key[..]),
+            &self.state.id,
         );
         if !buf.starts_with(expected.as_bytes()) {
             let reason = if buf.starts_with(HEADER_PREFIX.as_bytes()) {
@@ -696,10 +702,14 @@ impl Opened<'_> {
 
     /// Decrypts every value into a [`Secret`] named after this object.
     pub fn unseal(&self, identities: &[age::x25519::Identity]) -> Result<Secret> {
-        let mut values = BTreeMap::new();
-        for key in &self.meta.keys {
-            values.insert(key.clone(), SecretValue::new(self.value(key, identities)?));
-        }
+        let opened = parallel::try_map(&self.meta.keys, |key| self.value(key, identities))?;
+        let values = self
+            .meta
+            .keys
+            .iter()
+            .cloned()
+            .zip(opened.into_iter().map(SecretValue::new))
+            .collect();
         Ok(Secret {
             name: self.name.clone(),
             namespace: Some(self.namespace.clone()),
@@ -738,16 +748,18 @@ impl Opened<'_> {
             labels: labels.clone(),
             recipients: self.meta.recipients.clone(),
         };
-        let mut ciphertexts = BTreeMap::new();
-        for (k, v) in &secret.values {
+        let values: Vec<(&String, &SecretValue)> = secret.values.iter().collect();
+        for (k, _) in &values {
             format::validate_key(k).map_err(|reason| Error::InvalidSecret { reason })?;
-            let unchanged = old.values.get(k).is_some_and(|o| o == v);
-            let ct = match (unchanged, self.data.get(k)) {
-                (true, Some(ct)) => ct.clone(),
-                _ => plan.encrypt_value(k, v.expose(), &self.state, &parsed)?,
-            };
-            ciphertexts.insert(k.clone(), ct);
         }
+        let sealed = parallel::try_map(&values, |(k, v)| {
+            let unchanged = old.values.get(*k).is_some_and(|o| o == *v);
+            match (unchanged, self.data.get(*k)) {
+                (true, Some(ct)) => Ok(ct.clone()),
+                _ => plan.encrypt_value(k, v.expose(), &self.state, &parsed),
+            }
+        })?;
+        let ciphertexts = values.iter().map(|(k, _)| (*k).clone()).zip(sealed).collect();
         plan.finish(&self.state, ciphertexts)
     }
 }
