@@ -349,6 +349,10 @@ fn render(args: &Args, rows: &[Row], startup_hush: f64, startup_age: f64) -> Str
             " {name} was not given (scripts/bench-peers builds it), so its columns are n/a."
         ),
     };
+    let pinning = format!(
+        "Every tool runs on CPUs {} (`taskset -c`; no server to keep apart, the driver only waits).",
+        cpus()
+    );
     format!(
         "# hush sealer benchmark\n\n\
          `scripts/bench-sealer` on {date}: release build, median of {runs} runs (1 MiB case: {big}), \
@@ -372,10 +376,7 @@ fn render(args: &Args, rows: &[Row], startup_hush: f64, startup_age: f64) -> Str
         runs = args.runs,
         big = (args.runs / 2).max(3),
         machine = machine(),
-        pinning = format!(
-            "Every tool runs on CPUs {} (`taskset -c`; no server to keep apart, the driver only waits).",
-            cpus()
-        ),
+        pinning = pinning,
         sh = startup_hush,
         sa = startup_age,
         t = t.markdown(),

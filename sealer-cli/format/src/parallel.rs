@@ -64,10 +64,16 @@ mod tests {
     fn results_keep_their_order_and_the_first_error_wins() {
         let items: Vec<u32> = (0..1000).collect();
         let doubled: Result<Vec<u32>, String> = try_map(&items, |i| Ok(i * 2));
-        assert_eq!(doubled.unwrap(), items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(
+            doubled.unwrap(),
+            items.iter().map(|i| i * 2).collect::<Vec<_>>()
+        );
 
         let failed: Result<Vec<u32>, u32> =
-            try_map(&items, |&i| if i == 700 || i == 900 { Err(i) } else { Ok(i) });
+            try_map(
+                &items,
+                |&i| if i == 700 || i == 900 { Err(i) } else { Ok(i) },
+            );
         assert_eq!(failed.unwrap_err(), 700);
 
         let small: Result<Vec<u32>, u32> = try_map(&items[..3], |&i| Ok(i + 1));

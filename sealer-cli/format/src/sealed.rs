@@ -324,13 +324,7 @@ struct Plan<'a> {
 
 impl Plan<'_> {
     fn header(&self, key: &str, state: &SealState) -> String {
-        format::header_line(
-            self.scope,
-            self.namespace,
-            self.name,
-            key,
-            &state.id,
-        )
+        format::header_line(self.scope, self.namespace, self.name, key, &state.id)
     }
 
     fn encrypt_value(
@@ -455,7 +449,11 @@ pub fn seal_without_size_limit(
     let sealed = parallel::try_map(&values, |(k, v)| {
         plan.encrypt_value(k, v.expose(), &state, &parsed)
     })?;
-    let ciphertexts = values.iter().map(|(k, _)| (*k).clone()).zip(sealed).collect();
+    let ciphertexts = values
+        .iter()
+        .map(|(k, _)| (*k).clone())
+        .zip(sealed)
+        .collect();
     Ok(plan.assemble(&state, ciphertexts))
 }
 
@@ -759,7 +757,11 @@ impl Opened<'_> {
                 _ => plan.encrypt_value(k, v.expose(), &self.state, &parsed),
             }
         })?;
-        let ciphertexts = values.iter().map(|(k, _)| (*k).clone()).zip(sealed).collect();
+        let ciphertexts = values
+            .iter()
+            .map(|(k, _)| (*k).clone())
+            .zip(sealed)
+            .collect();
         plan.finish(&self.state, ciphertexts)
     }
 }
