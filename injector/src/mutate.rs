@@ -393,6 +393,34 @@ fn check_reserved(spec: &SpecView<'_>) -> Result<(), Denial> {
             ));
         }
     }
+    // A container of the pod's own that mounts a volume Hush is about to add would get it on its
+    // own terms (read-write, another path): it could replace the secret files or the env launcher
+    // that the other containers read. Hush alone mounts its volumes, read-only for apps.
+    let mounts = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ("containers", i, c))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| ("initContainers", i, c)),
+        );
+    for (field, i, c) in mounts {
+        for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
+            if m.name.starts_with(RESERVED_VOLUME_PREFIX) {
+                return Err(Denial::new(
+                    DenialReason::ReservedName,
+                    format!(
+                        "spec.{field}[{i}].volumeMounts[{j}]: mounts \"{}\", a volume Hush injects; remove that mount: Hush mounts the secrets read-only into the containers hush.dev/containers chooses, at hush.dev/mount-path",
+                        m.name
+                    ),
+                ));
+            }
+        }
+    }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
         if v.name.starts_with(RESERVED_VOLUME_PREFIX) {
             return Err(Denial::new(
