@@ -364,26 +364,32 @@ fn has_hush_annotations(annotations: &BTreeMap<String, String>) -> bool {
 }
 
 fn check_reserved(spec: &SpecView<'_>) -> Result<(), Denial> {
-    let names = spec
+    let with_mounts = spec
         .containers
         .iter()
         .enumerate()
-        .map(|(i, c)| ("containers", i, c.name.as_ref()))
+        .map(|(i, c)| ("containers", i, c.name.as_ref(), c.volume_mounts.as_deref()))
         .chain(
             spec.init_containers
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, c)| ("initContainers", i, c.name.as_ref())),
-        )
-        .chain(
-            spec.ephemeral_containers
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, c)| ("ephemeralContainers", i, c.name.as_ref())),
+                .map(|(i, c)| {
+                    (
+                        "initContainers",
+                        i,
+                        c.name.as_ref(),
+                        c.volume_mounts.as_deref(),
+                    )
+                }),
         );
-    for (field, i, name) in names {
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| ("ephemeralContainers", i, c.name.as_ref(), None));
+    for (field, i, name, mounts) in with_mounts.chain(ephemeral) {
         if name == SIDECAR_NAME {
             return Err(Denial::new(
                 DenialReason::ReservedName,
@@ -392,24 +398,11 @@ fn check_reserved(spec: &SpecView<'_>) -> Result<(), Denial> {
                 ),
             ));
         }
-    }
-    // A container of the pod's own that mounts a volume Hush is about to add would get it on its
-    // own terms (read-write, another path): it could replace the secret files or the env launcher
-    // that the other containers read. Hush alone mounts its volumes, read-only for apps.
-    let mounts = spec
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ("containers", i, c))
-        .chain(
-            spec.init_containers
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, c)| ("initContainers", i, c)),
-        );
-    for (field, i, c) in mounts {
-        for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
+        // A container of the pod's own that mounts a volume Hush is about to add would get it on
+        // its own terms (read-write, another path): it could replace the secret files or the env
+        // launcher that the other containers read. Hush alone mounts its volumes, read-only for
+        // apps.
+        for (j, m) in mounts.into_iter().flatten().enumerate() {
             if m.name.starts_with(RESERVED_VOLUME_PREFIX) {
                 return Err(Denial::new(
                     DenialReason::ReservedName,
