@@ -5,7 +5,9 @@
 //! plain HTTP (moto). HTTP/1.1 only, one upstream connection per client connection, bodies
 //! buffered: simple, and the store sees the same request sequence the client sent. Each request is
 //! recorded with its arrival time and a key: the `x-amz-target` header when present (an AWS API
-//! call), else the method and the path without its query.
+//! call), else the method and the path without its query; and, once answered, with the size of the
+//! response body and whether it carried a secret value (`SecretString`/`SecretBinary`, AWS), so a
+//! bench can say what crossed the wire, not only how many calls.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -39,13 +41,52 @@ pub struct Upstream {
 #[derive(Debug, Default)]
 pub struct Log {
     events: Mutex<Vec<(Instant, String)>>,
+    answers: Mutex<Vec<Answer>>,
+}
+
+/// The response to one request, at the same index as the request in [`Log`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Answer {
+    /// Response body bytes.
+    pub body_bytes: usize,
+    /// Secret values in the body: `"SecretString"` and `"SecretBinary"` members (AWS JSON).
+    pub values: usize,
 }
 
 impl Log {
-    fn push(&self, key: String) {
-        if let Ok(mut e) = self.events.lock() {
-            e.push((Instant::now(), key));
+    /// Records a request; the index is where its [`Answer`] goes.
+    fn push(&self, key: String) -> usize {
+        match self.events.lock() {
+            Ok(mut e) => {
+                e.push((Instant::now(), key));
+                e.len() - 1
+            }
+            Err(_) => usize::MAX,
         }
+    }
+
+    fn answered(&self, at: usize, body: &[u8]) {
+        let count = |needle: &[u8]| body.windows(needle.len()).filter(|w| *w == needle).count();
+        let answer = Answer {
+            body_bytes: body.len(),
+            values: count(b"\"SecretString\"") + count(b"\"SecretBinary\""),
+        };
+        if let Ok(mut a) = self.answers.lock() {
+            if a.len() <= at {
+                a.resize(at + 1, Answer::default());
+            }
+            a[at] = answer;
+        }
+    }
+
+    /// The answers to the requests from index `from` on (a request still in flight counts as an
+    /// empty answer).
+    pub fn answers_since(&self, from: usize) -> Vec<Answer> {
+        let n = self.len();
+        let a = self.answers.lock().map(|a| a.clone()).unwrap_or_default();
+        (from..n)
+            .map(|i| a.get(i).copied().unwrap_or_default())
+            .collect()
     }
 
     /// Requests seen so far.
@@ -218,7 +259,7 @@ async fn forward(
         Some(t) => t.to_str().unwrap_or("?").to_string(),
         None => format!("{} {}", req.method(), req.uri().path()),
     };
-    shared.log.push(key);
+    let at = shared.log.push(key);
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let mut out = Request::builder().method(parts.method).uri(
@@ -245,6 +286,7 @@ async fn forward(
     let resp = sender.send_request(out).await?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();
+    shared.log.answered(at, &body);
     let mut r = Response::from_parts(parts, Full::new(body));
     r.headers_mut().remove(hyper::header::TRANSFER_ENCODING);
     Ok(r)

@@ -1,7 +1,8 @@
 //! AdmissionReview v1 in and out. The request side is a small typed struct that borrows from the
-//! body (only the fields we read); its `object` stays raw JSON (`&RawValue`, checked but not built)
-//! until the kind and operation say it is ours, and is then deserialised straight into the view of
-//! [`crate::pod`]. The response is our own typed struct rather than kube-core's
+//! body (only the fields we read). Its `object` is decoded straight into the view of
+//! [`crate::pod`] in the same pass when the `kind` and `operation` before it say it is a Pod
+//! CREATE, and otherwise stays raw JSON (`&RawValue`, checked but not built) until we know what to
+//! read from it. The response is our own typed struct rather than kube-core's
 //! `AdmissionResponse`, because kube 5 serialises its `patch` as an array of numbers while the API
 //! documents (and the kube-apiserver expects) base64 with `patchType: JSONPatch`; a patched answer
 //! is written in one pass, the base64 straight into the body. [`review`] is pure: bytes in, status
@@ -24,38 +25,158 @@ use crate::pod::{MetaView, PodView, SpecView};
 pub(crate) const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
+/// The AdmissionReview. `POD` says how `request.object` is read: with `true` (the first try), a
+/// Pod CREATE's object is decoded into its [`PodView`] in the same pass; with `false` (the retry
+/// when the first try fails) every object stays raw, as [`RequestIn`] documents.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
+struct ReviewIn<'a, const POD: bool> {
     #[serde(default, borrow)]
     api_version: Cow<'a, str>,
     #[serde(default, borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, POD>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
-    #[serde(borrow)]
+/// `request.object`, read once.
+enum Object<'a> {
+    /// A Pod CREATE's object, decoded while the request was read.
+    Pod(Box<PodView<'a>>),
+    /// Any other object (or any object, on the retry), checked as JSON but not built.
+    Raw(&'a RawValue),
+}
+
+/// The request of an AdmissionReview: the fields we read, others skipped unbuilt. Written by hand
+/// (with the rules serde's derive would apply: `uid`, `kind` and `operation` required, a field
+/// given twice refused) for one reason: when `kind` and `operation` come before `object`, as the
+/// kube-apiserver writes them, a Pod CREATE's object is decoded into its view right there. Kept
+/// raw and decoded afterwards, its bytes were scanned twice, a tenth of an admission. If that
+/// decode fails, the whole request fails; [`review_inner`] then reads it again with `POD = false`,
+/// so a bad Pod gets the same answer as before ("cannot decode the Pod", with its position).
+struct RequestIn<'a, const POD: bool> {
     uid: Cow<'a, str>,
-    #[serde(borrow)]
     kind: GroupVersionKind<'a>,
-    #[serde(default, borrow)]
     namespace: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     operation: Cow<'a, str>,
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default)]
+    object: Option<Object<'a>>,
     dry_run: Option<bool>,
     /// Who made the request, for the audit record.
-    #[serde(default)]
     user_info: UserInfo,
 }
+
+impl<'de: 'a, 'a, const POD: bool> Deserialize<'de> for RequestIn<'a, POD> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor::<'a, POD>(std::marker::PhantomData))
+    }
+}
+
+struct RequestVisitor<'a, const POD: bool>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a, const POD: bool> Visitor<'de> for RequestVisitor<'a, POD> {
+    type Value = RequestIn<'a, POD>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        fn once<T, E: serde::de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let mut uid = None;
+        let mut kind: Option<GroupVersionKind<'de>> = None;
+        let mut namespace = None;
+        let mut name = None;
+        let mut operation: Option<Cow<'de, str>> = None;
+        let mut object = None;
+        let mut dry_run = None;
+        let mut user_info = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "uid" => {
+                    once(&uid, "uid")?;
+                    uid = Some(map.next_value::<Cow<'de, str>>()?);
+                }
+                "kind" => {
+                    once(&kind, "kind")?;
+                    kind = Some(map.next_value()?);
+                }
+                "namespace" => {
+                    once(&namespace, "namespace")?;
+                    namespace = Some(map.next_value::<Option<Cow<'de, str>>>()?);
+                }
+                "name" => {
+                    once(&name, "name")?;
+                    name = Some(map.next_value::<Option<Cow<'de, str>>>()?);
+                }
+                "operation" => {
+                    once(&operation, "operation")?;
+                    operation = Some(map.next_value()?);
+                }
+                "object" => {
+                    once(&object, "object")?;
+                    let pod = POD
+                        && kind
+                            .as_ref()
+                            .is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
+                        && operation.as_deref().is_none_or(|op| op == "CREATE");
+                    object = Some(if pod {
+                        map.next_value::<Option<PodView<'de>>>()?
+                            .map(|p| Object::Pod(Box::new(p)))
+                    } else {
+                        map.next_value::<Option<&'de RawValue>>()?.map(Object::Raw)
+                    });
+                }
+                "dryRun" => {
+                    once(&dry_run, "dryRun")?;
+                    dry_run = Some(map.next_value::<Option<bool>>()?);
+                }
+                "userInfo" => {
+                    once(&user_info, "userInfo")?;
+                    user_info = Some(map.next_value::<UserInfo>()?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(RequestIn {
+            uid: uid.ok_or_else(|| A::Error::missing_field("uid"))?,
+            kind: kind.ok_or_else(|| A::Error::missing_field("kind"))?,
+            namespace: namespace.flatten(),
+            name: name.flatten(),
+            operation: operation.ok_or_else(|| A::Error::missing_field("operation"))?,
+            object: object.flatten(),
+            dry_run: dry_run.flatten(),
+            user_info: user_info.unwrap_or_default(),
+        })
+    }
+}
+
+impl<'a> RequestIn<'a, true> {
+    /// The same request under the type the rest of this module takes (the object as read).
+    fn into_raw_mode(self) -> RequestIn<'a, false> {
+        RequestIn {
+            uid: self.uid,
+            kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            operation: self.operation,
+            object: self.object,
+            dry_run: self.dry_run,
+            user_info: self.user_info,
+        }
+    }
+}
+
+/// The request as the rest of this module takes it.
+type Request<'a> = RequestIn<'a, false>;
 
 #[derive(Deserialize, Default)]
 struct UserInfo {
@@ -265,17 +386,26 @@ fn review_inner(
     cfg: &InjectorConfig,
     metrics: &Metrics,
 ) -> Answer {
-    let parsed: ReviewIn<'_> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return bad_request(
-                salvage_uid(body),
-                format!(
-                    "hush-injector: malformed AdmissionReview: {}",
-                    describe_json_error(&e)
-                ),
-            );
-        }
+    // One pass; if it fails (a malformed review, or a Pod its view cannot hold), the review is
+    // read again with every object raw, which finds the same problem and says where it is.
+    let parsed: ReviewIn<'_, false> = match serde_json::from_slice::<ReviewIn<'_, true>>(body) {
+        Ok(r) => ReviewIn {
+            api_version: r.api_version,
+            kind: r.kind,
+            request: r.request.map(RequestIn::into_raw_mode),
+        },
+        Err(_) => match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return bad_request(
+                    salvage_uid(body),
+                    format!(
+                        "hush-injector: malformed AdmissionReview: {}",
+                        describe_json_error(&e)
+                    ),
+                );
+            }
+        },
     };
     let uid = parsed.request.as_ref().map(|r| r.uid.to_string());
     if parsed.api_version != API_VERSION || parsed.kind != KIND {
@@ -369,7 +499,7 @@ enum Refusal {
     Bad(String),
 }
 
-fn namespace_of(req: &RequestIn<'_>, meta: &MetaView<'_>) -> Result<String, Refusal> {
+fn namespace_of(req: &Request<'_>, meta: &MetaView<'_>) -> Result<String, Refusal> {
     req.namespace
         .as_deref()
         .filter(|n| !n.is_empty())
@@ -378,17 +508,25 @@ fn namespace_of(req: &RequestIn<'_>, meta: &MetaView<'_>) -> Result<String, Refu
         .ok_or_else(|| Refusal::Bad("hush-injector: request has no namespace".into()))
 }
 
-fn admit_pod(body: &[u8], req: &RequestIn<'_>, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
+fn admit_pod(body: &[u8], req: &Request<'_>, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
     if !req.kind.group.is_empty() || req.kind.kind != "Pod" || req.operation != "CREATE" {
         return Ok(Verdict::Unchanged);
     }
-    let Some(object) = req.object else {
-        return Err(Refusal::Bad(
-            "hush-injector: CREATE without an object".into(),
-        ));
+    let decoded: PodView<'_>;
+    let pod: &PodView<'_> = match &req.object {
+        None => {
+            return Err(Refusal::Bad(
+                "hush-injector: CREATE without an object".into(),
+            ));
+        }
+        Some(Object::Pod(pod)) => pod,
+        Some(Object::Raw(raw)) => {
+            decoded = decode(body, raw).map_err(|why| {
+                Refusal::Bad(format!("hush-injector: cannot decode the Pod: {why}"))
+            })?;
+            &decoded
+        }
     };
-    let pod: PodView<'_> = decode(body, object)
-        .map_err(|why| Refusal::Bad(format!("hush-injector: cannot decode the Pod: {why}")))?;
     let ns = namespace_of(req, &pod.metadata)?;
     let ops = mutate_view(
         pod.metadata.annotations.as_ref(),
@@ -488,7 +626,7 @@ fn member<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
 
 fn validate_workload(
     body: &[u8],
-    req: &RequestIn<'_>,
+    req: &Request<'_>,
     cfg: &InjectorConfig,
 ) -> Result<Verdict, Refusal> {
     if !(req.operation == "CREATE" || req.operation == "UPDATE") {
@@ -497,11 +635,16 @@ fn validate_workload(
     let Some(path) = template_path(&req.kind.group, &req.kind.kind) else {
         return Ok(Verdict::Unchanged);
     };
-    let Some(object) = req.object else {
-        return Err(Refusal::Bad(format!(
-            "hush-injector: {} without an object",
-            req.operation
-        )));
+    let object = match &req.object {
+        Some(Object::Raw(raw)) => *raw,
+        // Only a Pod's object is read as a Pod, and a Pod has no template.
+        Some(Object::Pod(_)) => return Ok(Verdict::Unchanged),
+        None => {
+            return Err(Refusal::Bad(format!(
+                "hush-injector: {} without an object",
+                req.operation
+            )));
+        }
     };
     let mut node = object;
     for key in path {

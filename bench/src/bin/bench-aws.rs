@@ -134,17 +134,26 @@ async fn main() -> Result<()> {
     tokio::task::block_in_place(|| stop(&mut child, Duration::from_secs(30)))?;
     let (first, first_calls, rss_start, steady, cpu) = out?;
     // Group the steady calls into cycles: a gap of more than half the refresh starts a new one.
+    // What each cycle's answers carried: response bytes and secret values.
     let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut carried: Vec<(usize, usize)> = Vec::new();
     let mut last: Option<Instant> = None;
-    for (t, op) in proxy.log.since(first_calls) {
+    let answers = proxy.log.answers_since(first_calls);
+    for (i, (t, op)) in proxy.log.since(first_calls).into_iter().enumerate() {
         if last.is_none_or(|l| t.duration_since(l) > REFRESH / 2) {
             groups.push(Vec::new());
+            carried.push((0, 0));
         }
         if let Some(g) = groups.last_mut() {
             g.push(op.trim_start_matches("secretsmanager.").to_string());
         }
+        if let (Some(c), Some(a)) = (carried.last_mut(), answers.get(i)) {
+            c.0 += a.body_bytes;
+            c.1 += a.values;
+        }
         last = Some(t);
     }
+    let value_bytes: usize = values.values().map(String::len).sum();
     let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
     let ops: std::collections::BTreeSet<&String> = groups.iter().flatten().collect();
     let first_ops: BTreeMap<String, u64> =
@@ -200,6 +209,17 @@ async fn main() -> Result<()> {
             ),
         ),
         (
+            "what an unchanged cycle's answers carried".into(),
+            format!(
+                "{} (response body bytes, secret values); the {n} passwords alone are {value_bytes} B",
+                carried
+                    .iter()
+                    .map(|(b, v)| format!("{b} B, {v} values"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ),
+        (
             "CPU per unchanged cycle".into(),
             format!(
                 "{:.1} ms ({:.0} ms over {n_cycles} cycles; /proc/PID/stat counts {} ms ticks)",
@@ -225,7 +245,20 @@ async fn main() -> Result<()> {
          extra call (its value comes with the batch).\n\
          - moto answers on loopback in about a millisecond; against the real service, time to first \
          secret is dominated by network round trips: the first fetch is ceil(N/20) sequential \
-         BatchGetSecretValue calls (plus one STS call with web identity).\n",
+         BatchGetSecretValue calls (plus one STS call with web identity).\n\n\
+         ## Values on the wire\n\n\
+         Every unchanged cycle receives every secret value again (the row above counts them in the \
+         answers): `BatchGetSecretValue` is the only call that checks 20 secrets at once, and it \
+         returns values. The calls that return no value cannot keep ceil(N/20): `DescribeSecret` is \
+         one secret a call (N calls, what the AWS agent spends); `ListSecrets` takes at most 10 \
+         name filters a call, matches them as prefixes (so `db` also lists `db-old`, and paginates), \
+         cannot look up an ARN, is eventually consistent (AWS: it \"might not reflect changes from \
+         the last five minutes\", so a rotation could go unseen for that long), and needs \
+         `secretsmanager:ListSecrets`, which IAM cannot scope to resources: the pod's role would \
+         list every secret name in the account. Hush keeps `BatchGetSecretValue` (reasoning in \
+         docs/architecture.md, the AWS provider): the values travel inside TLS to the pod that is \
+         allowed to read them, are moved into zeroizing buffers, and an unchanged value is compared \
+         by version id and not written.\n",
         date = today(),
         r = REFRESH.as_secs(),
         machine = machine(),

@@ -45,9 +45,8 @@ struct Args {
     /// Admissions in the injector's measured run.
     #[arg(long, default_value_t = 200)]
     admissions: u64,
-    /// Unchanged cycles in the sidecar's measured run. Many, because the two runs' start-ups
-    /// (dominated by aws-lc's jitter-entropy seeding) differ by a few hundred thousand
-    /// instructions, and that difference is divided by this number.
+    /// Unchanged cycles in the sidecar's measured run. Many, because the two runs' start-ups differ
+    /// a little from run to run, and that difference is divided by this number.
     #[arg(long, default_value_t = 100)]
     cycles: u32,
     /// Write callgrind.tsv and callgrind.md into this directory.
@@ -56,6 +55,10 @@ struct Args {
     /// Compare with this committed callgrind.tsv; exit 1 if a figure is more than 10% above it.
     #[arg(long)]
     check: Option<PathBuf>,
+    /// Keep the work directory with every callgrind profile (for `callgrind_annotate`; build with
+    /// `CARGO_PROFILE_RELEASE_STRIP=false` to see function names) and print where it is.
+    #[arg(long)]
+    keep: bool,
 }
 
 const TOLERANCE: f64 = 0.10;
@@ -464,20 +467,24 @@ async fn main() -> Result<()> {
              they are committed in [callgrind.tsv](callgrind.tsv) and `scripts/bench-check` fails if one \
              grows more than 10%. Floors are informative and not checked. Method: \
              [docs/benchmarks.md](../../docs/benchmarks.md).\n\n{table}\n\
-             Where the instructions go (callgrind_annotate --inclusive=yes on the floor's profile): \
-             about 420 million of a sidecar start's instructions, for Hush and the floor alike, are one \
-             `pthread_once` inside aws-lc: the one-time seeding of its tree DRBG from CPU jitter entropy \
-             (`tree_jitter_initialize_once`, aws-lc-sys 0.47), which any process on this TLS stack pays \
-             on its first random number. What Hush adds on top of the floor is about 1 million \
-             instructions. `hush seal` takes its randomness from the OS (age), so it does not pay it; \
-             its cost is one X25519 per key (the floor, `age`, does one per file).\n",
+             A sidecar start used to cost about 420 million more instructions, for Hush and the floor \
+             alike: aws-lc's one-time seeding of its DRBG from CPU jitter entropy \
+             (`tree_jitter_initialize_once`, aws-lc-sys 0.47), paid by any process on this TLS stack \
+             before its first handshake. The workspace builds aws-lc without it and seeds from the \
+             kernel (`.cargo/config.toml`; why: docs/dependencies.md); a floor built outside this \
+             repository would pay it again. `hush seal`'s cost is one X25519 per key, spread over one \
+             thread per core (the floor, `age`, does one per file).\n",
             date = today(),
             machine = machine(),
             table = t.markdown(),
         );
         save(&dir.join("callgrind.md"), &text)?;
     }
-    std::fs::remove_dir_all(&work).context("removing the work directory")?;
+    if args.keep {
+        eprintln!("==> profiles kept in {}", work.display());
+    } else {
+        std::fs::remove_dir_all(&work).context("removing the work directory")?;
+    }
     if failed {
         eprintln!(
             "a callgrind figure is more than 10% above the committed one; if that is intended, \
