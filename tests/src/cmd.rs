@@ -43,6 +43,34 @@ pub fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Output {
     )
 }
 
+/// The OpenBao CLI against the test environment's server, with its root token (the tests' admin
+/// actions: mounts, policies, roles, secrets). `VAULT_SKIP_VERIFY` is removed so the CA is checked.
+pub fn bao_command(env: &TestEnv) -> Command {
+    let mut c = Command::new(&env.bao_bin);
+    c.env("VAULT_ADDR", &env.vault_addr)
+        .env("VAULT_CACERT", &env.vault_cacert)
+        .env("VAULT_TOKEN", &env.vault_token)
+        .env_remove("VAULT_SKIP_VERIFY");
+    c
+}
+
+/// `bao <args>` with `stdin`; its standard output. Panics with its output when it fails.
+pub fn bao(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(bao_command(env).args(args), stdin);
+    assert!(out.status.success(), "bao {args:?} failed: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`bao`] with nothing on standard input.
+pub fn bao_ok(env: &TestEnv, args: &[&str]) -> String {
+    bao(env, args, None)
+}
+
+/// [`bao`] with `stdin` on standard input (policies, CSRs, certificates).
+pub fn bao_stdin(env: &TestEnv, args: &[&str], stdin: &str) -> String {
+    bao(env, args, Some(stdin))
+}
+
 /// Standard output and standard error, one after the other, for messages and assertions.
 pub fn text(o: &Output) -> String {
     format!(

@@ -32,7 +32,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
 use hush_tests::cluster;
-use hush_tests::cmd::{kubectl, run, text};
+use hush_tests::cmd::{bao, bao_command, kubectl, run, text};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::{eventually, notification_listener, workspace_bin};
 
@@ -53,21 +53,6 @@ fn apply(env: &TestEnv, ns: &str, yaml: &str) {
         "kubectl apply: {}\n{yaml}",
         text(&out)
     );
-}
-
-/// `bao` with the root token of the test OpenBao.
-fn bao_cmd(env: &TestEnv) -> Command {
-    let mut cmd = Command::new(&env.bao_bin);
-    cmd.env("BAO_ADDR", &env.vault_addr)
-        .env("BAO_CACERT", &env.vault_cacert)
-        .env("BAO_TOKEN", &env.vault_token);
-    cmd
-}
-
-fn bao(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(bao_cmd(env).args(args), stdin);
-    assert!(out.status.success(), "bao {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A namespace the chart's webhooks select, allowed to run host-network pods, with the
@@ -575,7 +560,7 @@ fn tokens_of(env: &TestEnv, ns: &str) -> usize {
         .iter()
         .filter(|a| {
             let out = run(
-                bao_cmd(env).args([
+                bao_command(env).args([
                     "write",
                     "-format=json",
                     "auth/token/lookup-accessor",

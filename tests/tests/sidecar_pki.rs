@@ -8,61 +8,19 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hush_config::{FileSpec, Format, OnChange, OperatorSettings, SidecarConfig, SourceRef};
+use hush_tests::cmd::{bao_ok, bao_stdin};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::{eventually, metric, notification_listener};
 use hush_tests::sidecar_pod::{Launch, SidecarPod};
 use hush_tests::{cluster, operator};
 use rustix::process::Signal;
-
-fn bao(env: &TestEnv) -> Command {
-    let mut c = Command::new(&env.bao_bin);
-    c.env("VAULT_ADDR", &env.vault_addr)
-        .env("VAULT_CACERT", &env.vault_cacert)
-        .env("VAULT_TOKEN", &env.vault_token)
-        .env_remove("VAULT_SKIP_VERIFY");
-    c
-}
-
-fn bao_ok(env: &TestEnv, args: &[&str]) -> String {
-    let out = bao(env).args(args).output().expect("run bao");
-    assert!(
-        out.status.success(),
-        "bao {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn bao_stdin(env: &TestEnv, args: &[&str], stdin: &str) -> String {
-    let mut child = bao(env)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bao");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "bao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// `openssl <args>`, its stdout, or its stderr as the error.
 fn openssl(args: &[&str]) -> Result<String, String> {

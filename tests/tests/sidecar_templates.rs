@@ -9,14 +9,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hush_config::{FileSpec, Format, OnChange, OperatorSettings, SidecarConfig, SourceRef};
 use hush_tests::cluster;
-use hush_tests::cmd::{kubectl, text};
+use hush_tests::cmd::{bao, kubectl, text};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::{metric, notification_listener};
 use hush_tests::kube::InjectorFixture;
@@ -27,31 +26,6 @@ use rustix::process::Signal;
 /// The template of the DSN file: user and password from the dynamic credentials, host and port
 /// from KV.
 const DSN: &str = r#"postgres://{{ files["db-creds"].username }}:{{ files["db-creds"].password }}@{{ files["db-host"].host }}/postgres?sslmode=disable"#;
-
-fn bao(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(&env.bao_bin)
-        .args(args)
-        .env("VAULT_ADDR", &env.vault_addr)
-        .env("VAULT_CACERT", &env.vault_cacert)
-        .env("VAULT_TOKEN", &env.vault_token)
-        .env_remove("VAULT_SKIP_VERIFY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bao");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "bao {:?} failed: {}",
-        args.first(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// PostgreSQL's admin password, host and port, from the test environment.
 fn pg_admin(env: &TestEnv) -> (String, String, String) {

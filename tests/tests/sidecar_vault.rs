@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use hush_config::{
     FileSpec, Format, OnChange, OperatorSettings, SidecarConfig, SourceRef, VaultAuth,
 };
+use hush_tests::cmd::{bao_command, bao_ok, bao_stdin};
 use hush_tests::env::{TestEnv, unique_name};
 use hush_tests::harness::{
     failing_notification_listener, free_port, metric, notification_listener,
@@ -29,49 +30,6 @@ use hush_tests::{cluster, operator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use rustix::process::Signal;
-
-fn bao(env: &TestEnv) -> Command {
-    let mut c = Command::new(&env.bao_bin);
-    c.env("VAULT_ADDR", &env.vault_addr)
-        .env("VAULT_CACERT", &env.vault_cacert)
-        .env("VAULT_TOKEN", &env.vault_token)
-        .env_remove("VAULT_SKIP_VERIFY");
-    c
-}
-
-fn bao_ok(env: &TestEnv, args: &[&str]) -> String {
-    let out = bao(env).args(args).output().expect("run bao");
-    assert!(
-        out.status.success(),
-        "bao {:?} failed: {}",
-        args.first(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn bao_stdin(env: &TestEnv, args: &[&str], stdin: &str) {
-    let mut child = bao(env)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bao");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "bao {:?}: {}",
-        args.first(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A namespace with the ServiceAccount `app`, a Vault policy, and a kubernetes-auth role bound to
 /// that ServiceAccount for the `vault` audience.
@@ -1107,7 +1065,7 @@ async fn a_revoked_token_leads_to_a_fresh_login() {
     let mut revoked = 0;
     for a in accessors.as_array().unwrap() {
         let a = a.as_str().unwrap();
-        let Ok(out) = bao(&fx.env)
+        let Ok(out) = bao_command(&fx.env)
             .args(["token", "lookup", "-format=json", "-accessor", a])
             .output()
         else {
