@@ -25,36 +25,31 @@ use crate::pod::{MetaView, PodView, SpecView};
 pub(crate) const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
-/// The AdmissionReview. `POD` says how `request.object` is read: with `true` (the first try), a
-/// Pod CREATE's object is decoded into its [`PodView`] in the same pass; with `false` (the retry
-/// when the first try fails) every object stays raw, as [`RequestIn`] documents.
+/// The AdmissionReview, its request read as `R`: [`RequestIn`] (every object raw), or [`OnePass`]
+/// (a Pod CREATE's object decoded while the request is read).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a, const POD: bool> {
+struct ReviewIn<'a, R> {
     #[serde(default, borrow)]
     api_version: Cow<'a, str>,
     #[serde(default, borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
-    request: Option<RequestIn<'a, POD>>,
+    request: Option<R>,
 }
 
 /// `request.object`, read once.
 enum Object<'a> {
-    /// A Pod CREATE's object, decoded while the request was read.
+    /// A Pod CREATE's object, decoded while the request was read ([`OnePass`]).
     Pod(Box<PodView<'a>>),
-    /// Any other object (or any object, on the retry), checked as JSON but not built.
+    /// Any other object (or any object, read as a plain [`RequestIn`]), checked as JSON but not
+    /// built.
     Raw(&'a RawValue),
 }
 
-/// The request of an AdmissionReview: the fields we read, others skipped unbuilt. Written by hand
-/// (with the rules serde's derive would apply: `uid`, `kind` and `operation` required, a field
-/// given twice refused) for one reason: when `kind` and `operation` come before `object`, as the
-/// kube-apiserver writes them, a Pod CREATE's object is decoded into its view right there. Kept
-/// raw and decoded afterwards, its bytes were scanned twice, a tenth of an admission. If that
-/// decode fails, the whole request fails; [`review_inner`] then reads it again with `POD = false`,
-/// so a bad Pod gets the same answer as before ("cannot decode the Pod", with its position).
-struct RequestIn<'a, const POD: bool> {
+/// The request of an AdmissionReview: the fields we read, others skipped unbuilt. Deserialised by
+/// hand (with the rules serde's derive would apply: `uid`, `kind` and `operation` required, a field
+/// given twice refused) so that [`OnePass`] can share the reading.
+struct RequestIn<'a> {
     uid: Cow<'a, str>,
     kind: GroupVersionKind<'a>,
     namespace: Option<Cow<'a, str>>,
@@ -66,16 +61,31 @@ struct RequestIn<'a, const POD: bool> {
     user_info: UserInfo,
 }
 
-impl<'de: 'a, 'a, const POD: bool> Deserialize<'de> for RequestIn<'a, POD> {
+/// A [`RequestIn`] whose object, when the `kind` and `operation` before it say Pod CREATE (the
+/// order the kube-apiserver writes them in), is decoded into its view right there. Kept raw and
+/// decoded afterwards, its bytes were scanned twice, a tenth of an admission. If that decode fails,
+/// the whole review fails; [`review_inner`] then reads it again as a plain [`RequestIn`], so a bad
+/// Pod gets the same answer as before ("cannot decode the Pod", with its position).
+struct OnePass<'a>(RequestIn<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestIn<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(RequestVisitor::<'a, POD>(std::marker::PhantomData))
+        d.deserialize_map(RequestVisitor::<'a, false>(std::marker::PhantomData))
     }
 }
 
+impl<'de: 'a, 'a> Deserialize<'de> for OnePass<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor::<'a, true>(std::marker::PhantomData))
+            .map(OnePass)
+    }
+}
+
+/// Reads a request; `POD` says whether a Pod CREATE's object is decoded as it is read.
 struct RequestVisitor<'a, const POD: bool>(std::marker::PhantomData<&'a ()>);
 
 impl<'de: 'a, 'a, const POD: bool> Visitor<'de> for RequestVisitor<'a, POD> {
-    type Value = RequestIn<'a, POD>;
+    type Value = RequestIn<'a>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an admission request")
@@ -158,25 +168,6 @@ impl<'de: 'a, 'a, const POD: bool> Visitor<'de> for RequestVisitor<'a, POD> {
         })
     }
 }
-
-impl<'a> RequestIn<'a, true> {
-    /// The same request under the type the rest of this module takes (the object as read).
-    fn into_raw_mode(self) -> RequestIn<'a, false> {
-        RequestIn {
-            uid: self.uid,
-            kind: self.kind,
-            namespace: self.namespace,
-            name: self.name,
-            operation: self.operation,
-            object: self.object,
-            dry_run: self.dry_run,
-            user_info: self.user_info,
-        }
-    }
-}
-
-/// The request as the rest of this module takes it.
-type Request<'a> = RequestIn<'a, false>;
 
 #[derive(Deserialize, Default)]
 struct UserInfo {
@@ -388,25 +379,26 @@ fn review_inner(
 ) -> Answer {
     // One pass; if it fails (a malformed review, or a Pod its view cannot hold), the review is
     // read again with every object raw, which finds the same problem and says where it is.
-    let parsed: ReviewIn<'_, false> = match serde_json::from_slice::<ReviewIn<'_, true>>(body) {
-        Ok(r) => ReviewIn {
-            api_version: r.api_version,
-            kind: r.kind,
-            request: r.request.map(RequestIn::into_raw_mode),
-        },
-        Err(_) => match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => {
-                return bad_request(
-                    salvage_uid(body),
-                    format!(
-                        "hush-injector: malformed AdmissionReview: {}",
-                        describe_json_error(&e)
-                    ),
-                );
-            }
-        },
-    };
+    let parsed: ReviewIn<'_, RequestIn<'_>> =
+        match serde_json::from_slice::<ReviewIn<'_, OnePass<'_>>>(body) {
+            Ok(r) => ReviewIn {
+                api_version: r.api_version,
+                kind: r.kind,
+                request: r.request.map(|one| one.0),
+            },
+            Err(_) => match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => {
+                    return bad_request(
+                        salvage_uid(body),
+                        format!(
+                            "hush-injector: malformed AdmissionReview: {}",
+                            describe_json_error(&e)
+                        ),
+                    );
+                }
+            },
+        };
     let uid = parsed.request.as_ref().map(|r| r.uid.to_string());
     if parsed.api_version != API_VERSION || parsed.kind != KIND {
         return bad_request(
@@ -499,7 +491,7 @@ enum Refusal {
     Bad(String),
 }
 
-fn namespace_of(req: &Request<'_>, meta: &MetaView<'_>) -> Result<String, Refusal> {
+fn namespace_of(req: &RequestIn<'_>, meta: &MetaView<'_>) -> Result<String, Refusal> {
     req.namespace
         .as_deref()
         .filter(|n| !n.is_empty())
@@ -508,7 +500,7 @@ fn namespace_of(req: &Request<'_>, meta: &MetaView<'_>) -> Result<String, Refusa
         .ok_or_else(|| Refusal::Bad("hush-injector: request has no namespace".into()))
 }
 
-fn admit_pod(body: &[u8], req: &Request<'_>, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
+fn admit_pod(body: &[u8], req: &RequestIn<'_>, cfg: &InjectorConfig) -> Result<Verdict, Refusal> {
     if !req.kind.group.is_empty() || req.kind.kind != "Pod" || req.operation != "CREATE" {
         return Ok(Verdict::Unchanged);
     }
@@ -626,7 +618,7 @@ fn member<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
 
 fn validate_workload(
     body: &[u8],
-    req: &Request<'_>,
+    req: &RequestIn<'_>,
     cfg: &InjectorConfig,
 ) -> Result<Verdict, Refusal> {
     if !(req.operation == "CREATE" || req.operation == "UPDATE") {
