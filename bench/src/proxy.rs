@@ -54,40 +54,35 @@ pub struct Answer {
 }
 
 impl Log {
-    /// Records a request; the index is where its [`Answer`] goes.
-    fn push(&self, key: String) -> usize {
-        match self.events.lock() {
-            Ok(mut e) => {
-                e.push((Instant::now(), key));
-                e.len() - 1
-            }
-            Err(_) => usize::MAX,
-        }
+    /// Records a request; the index is where its [`Answer`] goes (none when the log's lock is
+    /// poisoned, after a panic elsewhere).
+    fn push(&self, key: String) -> Option<usize> {
+        let mut e = self.events.lock().ok()?;
+        e.push((Instant::now(), key));
+        Some(e.len() - 1)
     }
 
-    fn answered(&self, at: usize, body: &[u8]) {
+    fn answered(&self, at: Option<usize>, body: &[u8]) {
+        let (Some(at), Ok(mut a)) = (at, self.answers.lock()) else {
+            return;
+        };
         let count = |needle: &[u8]| body.windows(needle.len()).filter(|w| *w == needle).count();
-        let answer = Answer {
+        if a.len() <= at {
+            a.resize(at + 1, Answer::default());
+        }
+        a[at] = Answer {
             body_bytes: body.len(),
             values: count(b"\"SecretString\"") + count(b"\"SecretBinary\""),
         };
-        // `at` is usize::MAX when the request could not be logged (a poisoned lock): no slot.
-        if at == usize::MAX {
-            return;
-        }
-        if let Ok(mut a) = self.answers.lock() {
-            if a.len() <= at {
-                a.resize(at + 1, Answer::default());
-            }
-            a[at] = answer;
-        }
     }
 
     /// The answers to the requests from index `from` on (a request still in flight counts as an
     /// empty answer).
     pub fn answers_since(&self, from: usize) -> Vec<Answer> {
         let n = self.len();
-        let a = self.answers.lock().map(|a| a.clone()).unwrap_or_default();
+        let Ok(a) = self.answers.lock() else {
+            return Vec::new();
+        };
         (from..n)
             .map(|i| a.get(i).copied().unwrap_or_default())
             .collect()

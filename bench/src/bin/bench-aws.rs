@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use clap::Parser;
 use hush_bench::configs;
 use hush_bench::proc;
-use hush_bench::proxy::{Proxy, Upstream};
+use hush_bench::proxy::{Answer, Proxy, Upstream};
 use hush_bench::report::{Table, machine, pinning, save, today};
 use hush_bench::run::{
     SERVER_CPU, TestEnv, free_port, pinned, spawn_logged, stop, wait_files, work_dir, workspace_bin,
@@ -134,28 +134,27 @@ async fn main() -> Result<()> {
     tokio::task::block_in_place(|| stop(&mut child, Duration::from_secs(30)))?;
     let (first, first_calls, rss_start, steady, cpu) = out?;
     // Group the steady calls into cycles: a gap of more than half the refresh starts a new one.
-    // What each cycle's answers carried: response bytes and secret values.
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    let mut carried: Vec<(usize, usize)> = Vec::new();
+    // Each cycle: its calls, and what their answers carried (response bytes, secret values).
+    let mut cycles: Vec<(Vec<String>, Answer)> = Vec::new();
     let mut last: Option<Instant> = None;
     let answers = proxy.log.answers_since(first_calls);
     for (i, (t, op)) in proxy.log.since(first_calls).into_iter().enumerate() {
         if last.is_none_or(|l| t.duration_since(l) > REFRESH / 2) {
-            groups.push(Vec::new());
-            carried.push((0, 0));
+            cycles.push((Vec::new(), Answer::default()));
         }
-        if let Some(g) = groups.last_mut() {
-            g.push(op.trim_start_matches("secretsmanager.").to_string());
-        }
-        if let (Some(c), Some(a)) = (carried.last_mut(), answers.get(i)) {
-            c.0 += a.body_bytes;
-            c.1 += a.values;
+        if let Some((calls, carried)) = cycles.last_mut() {
+            calls.push(op.trim_start_matches("secretsmanager.").to_string());
+            if let Some(a) = answers.get(i) {
+                carried.body_bytes += a.body_bytes;
+                carried.values += a.values;
+            }
         }
         last = Some(t);
     }
     let value_bytes: usize = values.values().map(String::len).sum();
-    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-    let ops: std::collections::BTreeSet<&String> = groups.iter().flatten().collect();
+    let sizes: Vec<usize> = cycles.iter().map(|(calls, _)| calls.len()).collect();
+    let ops: std::collections::BTreeSet<&String> =
+        cycles.iter().flat_map(|(calls, _)| calls).collect();
     let first_ops: BTreeMap<String, u64> =
         proxy
             .log
@@ -167,7 +166,7 @@ async fn main() -> Result<()> {
                     .or_insert(0) += 1;
                 m
             });
-    let n_cycles = groups.len().max(1);
+    let n_cycles = cycles.len().max(1);
     let mut t = Table::new(&["metric", "value"]);
     let rows: Vec<(String, String)> = vec![
         (
@@ -195,7 +194,7 @@ async fn main() -> Result<()> {
             ),
         ),
         (
-            format!("steady RSS / anon after {} refresh cycles", groups.len()),
+            format!("steady RSS / anon after {} refresh cycles", cycles.len()),
             format!("{:.1} MB / {:.1} MB", steady.rss_mb(), steady.anon_mb()),
         ),
         (
@@ -212,9 +211,9 @@ async fn main() -> Result<()> {
             "what an unchanged cycle's answers carried".into(),
             format!(
                 "{} (response body bytes, secret values); the {n} passwords alone are {value_bytes} B",
-                carried
+                cycles
                     .iter()
-                    .map(|(b, v)| format!("{b} B, {v} values"))
+                    .map(|(_, a)| format!("{} B, {} values", a.body_bytes, a.values))
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
@@ -249,16 +248,8 @@ async fn main() -> Result<()> {
          ## Values on the wire\n\n\
          Every unchanged cycle receives every secret value again (the row above counts them in the \
          answers): `BatchGetSecretValue` is the only call that checks 20 secrets at once, and it \
-         returns values. The calls that return no value cannot keep ceil(N/20): `DescribeSecret` is \
-         one secret a call (N calls, what the AWS agent spends); `ListSecrets` takes at most 10 \
-         name filters a call, matches them as prefixes (so `db` also lists `db-old`, and paginates), \
-         cannot look up an ARN, is eventually consistent (AWS: it \"might not reflect changes from \
-         the last five minutes\", so a rotation could go unseen for that long), and needs \
-         `secretsmanager:ListSecrets`, which IAM cannot scope to resources: the pod's role would \
-         list every secret name in the account. Hush keeps `BatchGetSecretValue` (reasoning in \
-         docs/architecture.md, the AWS provider): the values travel inside TLS to the pod that is \
-         allowed to read them, are moved into zeroizing buffers, and an unchanged value is compared \
-         by version id and not written.\n",
+         returns values. Why Hush keeps it rather than a call pattern that returns none \
+         (`DescribeSecret`, `ListSecrets`): docs/architecture.md, the cheap checks.\n",
         date = today(),
         r = REFRESH.as_secs(),
         machine = machine(),
