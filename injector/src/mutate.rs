@@ -22,17 +22,15 @@ use hush_contract::{
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
-    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    ConfigMapVolumeSource, EmptyDirVolumeSource, KeyToPath, Pod, ProjectedVolumeSource,
+    SecretVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde::ser::{SerializeMap as _, SerializeSeq as _};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::InjectorConfig;
+use crate::json;
 use crate::pod::{ContainerView, SpecView};
 
 /// Name of the injected container (the contract's, re-exported for the tests).
@@ -106,33 +104,25 @@ fn ptr<'t>(tokens: impl IntoIterator<Item: Into<Token<'t>>>) -> PointerBuf {
 }
 
 /// The value of one `add`. The k8s-openapi objects stay typed until the patch is written, so they
-/// are serialised once, straight into the answer's bytes. Their fields come out in the same order
-/// as through a `serde_json::Value` (sorted by name, as k8s-openapi writes them), so the bytes are
-/// those of [`Ops::into_patch`] (`tests/golden.rs` compares the two for every case).
+/// are serialised once, straight into the answer's bytes; the sidecar container is JSON already
+/// ([`sidecar_json`]). Fields come out in the same order as through a `serde_json::Value` (sorted
+/// by name, as k8s-openapi writes them), so the bytes are those of [`Ops::into_patch`]
+/// (`tests/golden.rs` compares the two for every case).
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Val {
     Json(Value),
     Volume(Box<Volume>),
     Mount(VolumeMount),
-    Container(Box<Container>),
+    /// JSON bytes, written as they are ([`Ops::write`] never hands this variant to serde).
+    #[serde(skip_serializing)]
+    Raw(Vec<u8>),
 }
 
 /// One JSON Patch `add`.
 struct Add {
     path: PointerBuf,
     value: Val,
-}
-
-impl Serialize for Add {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // The field order of json_patch's `PatchOperation::Add`.
-        let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("op", "add")?;
-        m.serialize_entry("path", self.path.as_str())?;
-        m.serialize_entry("value", &self.value)?;
-        m.end()
-    }
 }
 
 /// The operations of a patch, in order.
@@ -148,19 +138,25 @@ impl Ops {
         self.0.is_empty()
     }
 
-    /// Appends the patch as JSON to `out`.
+    /// Appends the patch as JSON to `out`: each operation in the field order of json_patch's
+    /// `PatchOperation::Add` (`op`, `path`, `value`).
     pub(crate) fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        struct Seq<'a>(&'a [Add]);
-        impl Serialize for Seq<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut seq = s.serialize_seq(Some(self.0.len()))?;
-                for op in self.0 {
-                    seq.serialize_element(op)?;
-                }
-                seq.end()
+        out.push(b'[');
+        for (i, op) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
+            out.extend_from_slice(br#"{"op":"add","path":"#);
+            json::push_str(out, op.path.as_str());
+            out.extend_from_slice(br#","value":"#);
+            match &op.value {
+                Val::Raw(bytes) => out.extend_from_slice(bytes),
+                typed => serde_json::to_writer(&mut *out, typed)?,
+            }
+            out.push(b'}');
         }
-        serde_json::to_writer(out, &Seq(&self.0))
+        out.push(b']');
+        Ok(())
     }
 
     /// The same operations as a `json_patch::Patch` (what [`mutate()`] returns).
@@ -169,11 +165,15 @@ impl Ops {
             self.0
                 .into_iter()
                 .map(|op| {
+                    // k8s-openapi types serialise to JSON objects and `Raw` is JSON we wrote; a
+                    // failure would be a bug in one of them.
+                    let value = match op.value {
+                        Val::Raw(bytes) => serde_json::from_slice(&bytes),
+                        typed => serde_json::to_value(&typed),
+                    };
                     PatchOperation::Add(AddOperation {
                         path: op.path,
-                        // k8s-openapi types serialise to JSON objects; a failure would be a bug
-                        // in those types.
-                        value: serde_json::to_value(&op.value).unwrap_or(Value::Null),
+                        value: value.unwrap_or(Value::Null),
                     })
                 })
                 .collect(),
@@ -558,28 +558,6 @@ fn basename(file: &str) -> String {
         .unwrap_or_default()
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: Some(value.into()),
-        value_from: None,
-    }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                api_version: Some("v1".into()),
-                field_path: path.into(),
-            }),
-            ..EnvVarSource::default()
-        }),
-    }
-}
-
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.to_string(),
@@ -619,17 +597,6 @@ fn token_volume(name: &str, audience: &str, expiration: i64, file: &str) -> (Vol
         ..Volume::default()
     };
     (volume, mount(name, &dirname(file), true))
-}
-
-fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
-    if map.is_empty() {
-        return None;
-    }
-    Some(
-        map.iter()
-            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
-            .collect(),
-    )
 }
 
 /// The volumes and the sidecar's mounts for one config.
@@ -727,96 +694,203 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
     (volumes, mounts)
 }
 
-fn sidecar_container(
+/// A small JSON writer over the answer's bytes, for [`sidecar_json`]: keys are our own literals,
+/// every other string goes through [`json::push_str`].
+struct Obj<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Obj<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Obj<'o> {
+        out.push(b'{');
+        Obj { out, first: true }
+    }
+
+    /// Writes `"key":` (after a comma unless first) and returns the buffer for the value.
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        json::push_str(self.out, key);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        json::push_str(self.key(key), value);
+    }
+
+    fn raw(&mut self, key: &str, value: &str) {
+        self.key(key).extend_from_slice(value.as_bytes());
+    }
+
+    fn strs(&mut self, key: &str, values: &[&str]) {
+        let out = self.key(key);
+        out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::push_str(out, v);
+        }
+        out.push(b']');
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// One `EnvVar` with a value.
+fn write_env_value(out: &mut Vec<u8>, name: &str, value: &str) {
+    let mut e = Obj::open(out);
+    e.str("name", name);
+    e.str("value", value);
+    e.close();
+}
+
+/// One `EnvVar` from the downward API: `{"name":..,"valueFrom":{"fieldRef":{..}}}`.
+fn write_env_field(out: &mut Vec<u8>, name: &str, path: &str) {
+    let mut e = Obj::open(out);
+    e.str("name", name);
+    let mut from = Obj::open(e.key("valueFrom"));
+    let mut field = Obj::open(from.key("fieldRef"));
+    field.str("apiVersion", "v1");
+    field.str("fieldPath", path);
+    field.close();
+    from.close();
+    e.close();
+}
+
+/// `"key":{"name":"quantity",...}` of a resources map; nothing when it is empty (k8s-openapi
+/// leaves an empty map out).
+fn write_quantities(o: &mut Obj<'_>, key: &str, map: &BTreeMap<String, String>) {
+    if map.is_empty() {
+        return;
+    }
+    let mut q = Obj::open(o.key(key));
+    for (k, v) in map {
+        q.str(k, v);
+    }
+    q.close();
+}
+
+/// The injected container's JSON, written field by field in the order k8s-openapi writes a
+/// `Container` (sorted by name): building the typed `Container` and serialising it through serde
+/// was a tenth of an admission. `tests/golden.rs` checks the bytes against the committed patches,
+/// and [`Ops::into_patch`] parses them back into a typed value for [`mutate()`]'s callers.
+fn sidecar_json(
     sc: &SidecarConfig,
-    config_json: String,
+    config_json: &str,
     cfg: &InjectorConfig,
     ids: (i64, i64),
-    mounts: Vec<VolumeMount>,
-) -> Container {
+    mounts: &[VolumeMount],
+) -> Vec<u8> {
     let native = sc.mode == Mode::Sidecar;
-    let mut env = vec![
-        env(vars::CONFIG, config_json),
-        field_env(vars::POD_NAME, "metadata.name"),
-        field_env(vars::POD_NAMESPACE, "metadata.namespace"),
-        field_env(vars::SERVICE_ACCOUNT, "spec.serviceAccountName"),
-        field_env(vars::NODE_NAME, "spec.nodeName"),
-    ];
+    let mut values: Vec<(&str, &str)> = Vec::new();
     if sc.has_aws() {
         if let Some(arn) = &sc.aws_role_arn {
-            env.push(self::env(
-                vars::AWS_WEB_IDENTITY_TOKEN_FILE,
-                paths::AWS_TOKEN_FILE,
-            ));
-            env.push(self::env(vars::AWS_ROLE_ARN, arn.clone()));
-            env.push(self::env(vars::AWS_ROLE_SESSION_NAME, AWS_SESSION_NAME));
+            values.push((vars::AWS_WEB_IDENTITY_TOKEN_FILE, paths::AWS_TOKEN_FILE));
+            values.push((vars::AWS_ROLE_ARN, arn));
+            values.push((vars::AWS_ROLE_SESSION_NAME, AWS_SESSION_NAME));
         }
         if let Some(aws) = &sc.operator.aws {
-            env.push(self::env(vars::AWS_REGION, aws.region.clone()));
+            values.push((vars::AWS_REGION, &aws.region));
             if let Some(ep) = &aws.endpoint {
-                env.push(self::env(vars::AWS_ENDPOINT_URL, ep.clone()));
+                values.push((vars::AWS_ENDPOINT_URL, ep));
             }
         }
     }
     let fetch_secs = i32::try_from(sc.operator.fetch_deadline.as_secs()).unwrap_or(3600);
-    Container {
-        name: SIDECAR_NAME.to_string(),
-        image: Some(cfg.sidecar.image.clone()),
-        image_pull_policy: Some(cfg.sidecar.image_pull_policy.clone()),
-        command: Some(vec![SIDECAR_BINARY.into()]),
-        args: Some(vec![
-            if native {
-                subcommand::RUN
-            } else {
-                subcommand::ONCE
-            }
-            .into(),
-        ]),
-        restart_policy: native.then(|| "Always".to_string()),
-        env: Some(env),
-        ports: native.then(|| {
-            vec![ContainerPort {
-                name: Some(METRICS_PORT_NAME.into()),
-                container_port: i32::from(sc.operator.metrics_port),
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            }]
-        }),
-        startup_probe: native.then(|| Probe {
-            exec: Some(ExecAction {
-                command: Some(vec![SIDECAR_BINARY.into(), subcommand::PROBE.into()]),
-            }),
-            period_seconds: Some(1),
-            timeout_seconds: Some(1),
-            failure_threshold: Some(fetch_secs.saturating_add(30)),
-            ..Probe::default()
-        }),
-        resources: Some(ResourceRequirements {
-            requests: quantities(&cfg.sidecar.resources.requests),
-            limits: quantities(&cfg.sidecar.resources.limits),
-            ..ResourceRequirements::default()
-        }),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(ids.0),
-            run_as_group: Some(ids.1),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..SecurityContext::default()
-        }),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(mounts),
-        ..Container::default()
+    let mut out = Vec::with_capacity(2 * config_json.len() + 2048);
+    let mut c = Obj::open(&mut out);
+    c.strs(
+        "args",
+        &[if native {
+            subcommand::RUN
+        } else {
+            subcommand::ONCE
+        }],
+    );
+    c.strs("command", &[SIDECAR_BINARY]);
+    let env = c.key("env");
+    env.push(b'[');
+    write_env_value(env, vars::CONFIG, config_json);
+    for (name, path) in [
+        (vars::POD_NAME, "metadata.name"),
+        (vars::POD_NAMESPACE, "metadata.namespace"),
+        (vars::SERVICE_ACCOUNT, "spec.serviceAccountName"),
+        (vars::NODE_NAME, "spec.nodeName"),
+    ] {
+        env.push(b',');
+        write_env_field(env, name, path);
     }
+    for (name, value) in values {
+        env.push(b',');
+        write_env_value(env, name, value);
+    }
+    env.push(b']');
+    c.str("image", &cfg.sidecar.image);
+    c.str("imagePullPolicy", &cfg.sidecar.image_pull_policy);
+    c.str("name", SIDECAR_NAME);
+    if native {
+        let list = c.key("ports");
+        list.push(b'[');
+        let mut port = Obj::open(list);
+        port.raw("containerPort", &sc.operator.metrics_port.to_string());
+        port.str("name", METRICS_PORT_NAME);
+        port.str("protocol", "TCP");
+        port.close();
+        c.out.push(b']');
+    }
+    let mut res = Obj::open(c.key("resources"));
+    write_quantities(&mut res, "limits", &cfg.sidecar.resources.limits);
+    write_quantities(&mut res, "requests", &cfg.sidecar.resources.requests);
+    res.close();
+    if native {
+        c.str("restartPolicy", "Always");
+    }
+    c.raw(
+        "securityContext",
+        &format!(
+            r#"{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}},"privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":{},"runAsNonRoot":true,"runAsUser":{},"seccompProfile":{{"type":"RuntimeDefault"}}}}"#,
+            ids.1, ids.0
+        ),
+    );
+    if native {
+        let mut probe = Obj::open(c.key("startupProbe"));
+        let mut exec = Obj::open(probe.key("exec"));
+        exec.strs("command", &[SIDECAR_BINARY, subcommand::PROBE]);
+        exec.close();
+        probe.raw(
+            "failureThreshold",
+            &fetch_secs.saturating_add(30).to_string(),
+        );
+        probe.raw("periodSeconds", "1");
+        probe.raw("timeoutSeconds", "1");
+        probe.close();
+    }
+    c.str("terminationMessagePolicy", "FallbackToLogsOnError");
+    let list = c.key("volumeMounts");
+    list.push(b'[');
+    for (i, m) in mounts.iter().enumerate() {
+        if i > 0 {
+            list.push(b',');
+        }
+        // The sidecar's mounts come from `mount()`: a name, a path and read-only, nothing else.
+        let mut o = Obj::open(list);
+        o.str("mountPath", &m.mount_path);
+        o.str("name", &m.name);
+        if let Some(ro) = m.read_only {
+            o.raw("readOnly", if ro { "true" } else { "false" });
+        }
+        o.close();
+    }
+    list.push(b']');
+    c.close();
+    out
 }
 
 fn denial_from_parser(e: hush_config::Error) -> Denial {
@@ -881,7 +955,7 @@ pub(crate) fn mutate_view(
     }
     let ids = sidecar_ids(spec, &targets, &sc, cfg)?;
     let (volumes, sidecar_mounts) = volumes_and_mounts(&sc, cfg);
-    let sidecar = sidecar_container(&sc, config_json, cfg, ids, sidecar_mounts);
+    let sidecar = sidecar_json(&sc, &config_json, cfg, ids, &sidecar_mounts);
 
     let mut ops = Ops::default();
     ops.add(
@@ -931,7 +1005,7 @@ pub(crate) fn mutate_view(
             Token::new("initContainers"),
             Token::from(0usize),
         ]),
-        Val::Container(Box::new(sidecar)),
+        Val::Raw(sidecar),
     );
     Ok(ops)
 }

@@ -167,7 +167,7 @@ pub enum Command {
     },
 }
 
-fn load_identities(args: &IdentityArgs) -> Result<Vec<age::x25519::Identity>> {
+fn load_identities(args: &IdentityArgs) -> Result<Vec<hush_sealed_format::Identity>> {
     if args.identity.is_empty() {
         return Err(Error::Usage {
             message: "no identity: pass -i FILE or set HUSH_IDENTITY_FILE".into(),
@@ -258,10 +258,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             let rule_path = output.as_deref().or(input_path);
             let recipients = resolve_recipients(&recipients, rule_path)?;
             let ns = sealed::resolve_namespace(&secret, namespace.as_deref())?;
+            // Rendered once: `to_yaml_checked` is the same 1 MiB check `sealed::seal` makes.
+            let sealed = sealed::seal_without_size_limit(&secret, &ns, scope.into(), &recipients)?;
             let text = if allow_oversize {
-                sealed::seal_without_size_limit(&secret, &ns, scope.into(), &recipients)?.to_yaml()
+                sealed.to_yaml()
             } else {
-                sealed::seal(&secret, &ns, scope.into(), &recipients)?.to_yaml_checked()?
+                sealed.to_yaml_checked()?
             };
             fsio::write_output(output.as_deref(), text.as_bytes(), fsio::PUBLIC)?;
             Ok(0)
@@ -467,7 +469,7 @@ fn read_checked(
     Ok((cm, meta))
 }
 
-fn verify_one(path: Option<&Path>, ids: Option<&[age::x25519::Identity]>) -> Result<String> {
+fn verify_one(path: Option<&Path>, ids: Option<&[hush_sealed_format::Identity]>) -> Result<String> {
     let (cm, meta) = read_checked(path)?;
     sealed::check_ciphertext_headers(&cm.data, &cm.object())?;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });

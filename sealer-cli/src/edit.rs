@@ -145,7 +145,7 @@ fn run_editor(editor: &str, path: &Path) -> Result<()> {
 /// Edits the sealed file at `path` in place with `editor`.
 pub(crate) fn edit(
     path: &Path,
-    identities: &[age::x25519::Identity],
+    identities: &[hush_sealed_format::Identity],
     editor: &str,
 ) -> Result<Outcome> {
     let text = fsio::read_input(Some(path))?;

@@ -20,7 +20,7 @@ mod rules;
 
 pub use cli::{Cli, run};
 pub use hush_sealed_format::{
-    Error, META_KEY, Result, Scope, SealedConfigMap, Secret, SecretValue, open_value,
+    Error, Identity, META_KEY, Result, Scope, SealedConfigMap, Secret, SecretValue, open_value,
     parse_identity, seal, unseal,
 };
 pub use rules::Rules;

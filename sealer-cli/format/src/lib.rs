@@ -20,6 +20,6 @@ pub mod yaml;
 
 pub use error::{Error, Result};
 pub use format::{META_KEY, Scope};
-pub use keys::parse_identity;
+pub use keys::{Identity, parse_identity};
 pub use sealed::{SealedConfigMap, open_value, seal, unseal};
 pub use secret::{Secret, SecretValue};

@@ -141,10 +141,11 @@ impl SealedConfigMap {
 
     /// Renders the manifest. Deterministic for a given content.
     pub fn to_yaml(&self) -> String {
+        // A literal block indents each line of at most 64 characters by 4 spaces.
         let mut out = String::with_capacity(
             self.data
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + 64)
+                .map(|(k, v)| 2 * k.len() + v.len() + v.len() / 16 + 64)
                 .sum::<usize>()
                 + 512,
         );
@@ -213,7 +214,7 @@ fn encrypt_base64(recipients: &[age::x25519::Recipient], data: &[u8]) -> Result<
 }
 
 /// Decrypts a one-line base64 binary age file (`mac_key`), like [`decrypt_armored`].
-fn decrypt_base64(text: &str, identities: &[age::x25519::Identity]) -> Option<Zeroizing<Vec<u8>>> {
+fn decrypt_base64(text: &str, identities: &[crate::keys::Identity]) -> Option<Zeroizing<Vec<u8>>> {
     if text.len() > format::MAX_META_BYTES {
         return None;
     }
@@ -228,8 +229,12 @@ fn encrypt_armored(recipients: &[age::x25519::Recipient], parts: &[&[u8]]) -> Re
     let encryptor =
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| Error::Encrypt(std::io::Error::other(e.to_string())))?;
+    // The armored size, so the buffer never grows (a grown buffer is copied and the old one
+    // wiped): the binary file is the plaintext, 16 bytes per 64 KiB chunk and a header of about
+    // 200 bytes per recipient; armor writes 48 of its bytes per 65-byte line, plus two markers.
     let size: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(size * 4 / 3 + 512);
+    let binary = size + (size / 65536 + 1) * 16 + 128 + 256 * recipients.len();
+    let mut out = Vec::with_capacity(binary.div_ceil(48) * 65 + 128);
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
         .map_err(Error::Encrypt)?;
     let mut w = encryptor.wrap_output(armor).map_err(Error::Encrypt)?;
@@ -245,7 +250,7 @@ fn encrypt_armored(recipients: &[age::x25519::Recipient], parts: &[&[u8]]) -> Re
 /// Decrypts an armored age ciphertext through the streaming decryptor into a zeroized buffer sized
 /// up front (the plaintext is never longer than the armored text). `None` on any failure: callers
 /// turn it into a coarse [`Error::Decrypt`].
-fn decrypt_armored(text: &str, identities: &[age::x25519::Identity]) -> Option<Zeroizing<Vec<u8>>> {
+fn decrypt_armored(text: &str, identities: &[crate::keys::Identity]) -> Option<Zeroizing<Vec<u8>>> {
     if text.len() > MAX_VALUE_BYTES || !text.trim_start().starts_with(ARMOR_BEGIN) {
         return None;
     }
@@ -257,7 +262,7 @@ fn decrypt_armored(text: &str, identities: &[age::x25519::Identity]) -> Option<Z
 fn decrypt_reader<R: std::io::BufRead>(
     reader: R,
     cap: usize,
-    identities: &[age::x25519::Identity],
+    identities: &[crate::keys::Identity],
 ) -> Option<Zeroizing<Vec<u8>>> {
     let decryptor = age::Decryptor::new_buffered(reader).ok()?;
     let mut stream = decryptor
@@ -594,7 +599,7 @@ pub fn open_set<'a>(
     namespace: &str,
     name: &str,
     key_for_errors: &str,
-    identities: &[age::x25519::Identity],
+    identities: &[crate::keys::Identity],
 ) -> Result<Opened<'a>> {
     let meta = check_structure(data, namespace, name, key_for_errors)?;
     let object = object_name(namespace, name);
@@ -649,7 +654,7 @@ impl Opened<'_> {
     pub fn value(
         &self,
         key: &str,
-        identities: &[age::x25519::Identity],
+        identities: &[crate::keys::Identity],
     ) -> Result<Zeroizing<Vec<u8>>> {
         let object = self.object();
         if key == META_KEY {
@@ -699,7 +704,7 @@ impl Opened<'_> {
     }
 
     /// Decrypts every value into a [`Secret`] named after this object.
-    pub fn unseal(&self, identities: &[age::x25519::Identity]) -> Result<Secret> {
+    pub fn unseal(&self, identities: &[crate::keys::Identity]) -> Result<Secret> {
         let opened = parallel::try_map(&self.meta.keys, |key| self.value(key, identities))?;
         let values = self
             .meta
@@ -776,14 +781,14 @@ pub fn open_value(
     namespace: &str,
     name: &str,
     key: &str,
-    identity: &age::x25519::Identity,
+    identity: &crate::keys::Identity,
 ) -> Result<Zeroizing<Vec<u8>>> {
     let ids = std::slice::from_ref(identity);
     open_set(data, namespace, name, key, ids)?.value(key, ids)
 }
 
 /// Unseals a whole sealed ConfigMap into its Secret.
-pub fn unseal(cm: &SealedConfigMap, identities: &[age::x25519::Identity]) -> Result<Secret> {
+pub fn unseal(cm: &SealedConfigMap, identities: &[crate::keys::Identity]) -> Result<Secret> {
     open_set(&cm.data, &cm.namespace, &cm.name, META_KEY, identities)?.unseal(identities)
 }
 
@@ -791,7 +796,7 @@ pub fn unseal(cm: &SealedConfigMap, identities: &[age::x25519::Identity]) -> Res
 /// metadata. Used by `hush rekey` and `hush rotate`.
 pub fn reseal(
     cm: &SealedConfigMap,
-    identities: &[age::x25519::Identity],
+    identities: &[crate::keys::Identity],
     recipients: &[String],
 ) -> Result<SealedConfigMap> {
     let opened = open_set(&cm.data, &cm.namespace, &cm.name, META_KEY, identities)?;

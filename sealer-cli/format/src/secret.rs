@@ -66,11 +66,17 @@ impl<'de> Deserialize<'de> for B64Value {
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<B64Value, E> {
                 // Go's decoder (and so the API server) ignores line breaks in base64.
-                let compact: Zeroizing<Vec<u8>> =
-                    Zeroizing::new(s.bytes().filter(|b| *b != b'\n' && *b != b'\r').collect());
-                let mut out = Zeroizing::new(Vec::with_capacity(compact.len() / 4 * 3 + 3));
+                let compact: Zeroizing<Vec<u8>>;
+                let text = if s.bytes().any(|b| b == b'\n' || b == b'\r') {
+                    compact =
+                        Zeroizing::new(s.bytes().filter(|b| *b != b'\n' && *b != b'\r').collect());
+                    &compact[..]
+                } else {
+                    s.as_bytes()
+                };
+                let mut out = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
                 base64::engine::general_purpose::STANDARD
-                    .decode_vec(&compact[..], &mut out)
+                    .decode_vec(text, &mut out)
                     .map_err(|_| E::custom("a value under `data` is not valid base64"))?;
                 Ok(B64Value(out))
             }
@@ -187,13 +193,24 @@ impl Secret {
     /// under `stringData` so a person can edit them; everything else goes under `data` as base64.
     /// Either way the bytes round-trip exactly. The result is zeroized on drop.
     pub fn to_yaml(&self, editable: bool) -> Zeroizing<String> {
-        // Sized up front so that growing never leaves unwiped copies of values behind.
-        let size: usize = self
+        // Sized up front so that growing never leaves unwiped copies of values behind, and no
+        // larger: every byte of capacity is wiped again when it is freed. A key is at most 253
+        // bytes and quoting at most doubles it; base64 is 4 bytes per 3; a literal block adds at
+        // most 4 spaces and a newline per line, so 3 bytes per value byte bound it.
+        let data_size: usize = self
             .values
             .iter()
-            .map(|(k, v)| k.len() + v.expose().len() * 3 + 16)
+            .map(|(k, v)| 2 * k.len() + v.expose().len().div_ceil(3) * 4 + 16)
             .sum();
-        let mut out = Zeroizing::new(String::with_capacity(2 * size + 4096));
+        let string_size: usize = if editable {
+            self.values
+                .iter()
+                .map(|(k, v)| 2 * k.len() + v.expose().len() * 3 + 16)
+                .sum()
+        } else {
+            0
+        };
+        let mut out = Zeroizing::new(String::with_capacity(data_size + string_size + 4096));
         out.push_str("apiVersion: v1\nkind: Secret\nmetadata:\n");
         out.push_str(&format!("  name: {}\n", scalar(&self.name)));
         if let Some(ns) = &self.namespace {
@@ -214,8 +231,8 @@ impl Secret {
         if let Some(i) = self.meta.immutable {
             out.push_str(&format!("immutable: {i}\n"));
         }
-        let mut data = Zeroizing::new(String::with_capacity(size));
-        let mut string_data = Zeroizing::new(String::with_capacity(size));
+        let mut data = Zeroizing::new(String::with_capacity(data_size));
+        let mut string_data = Zeroizing::new(String::with_capacity(string_size));
         for (k, v) in &self.values {
             let text = if editable {
                 std::str::from_utf8(v.expose()).ok()
@@ -235,10 +252,8 @@ impl Secret {
                     continue;
                 }
             }
-            let encoded =
-                Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(v.expose()));
             data.push_str(&format!("  {}: \"", scalar(k)));
-            data.push_str(&encoded);
+            base64::engine::general_purpose::STANDARD.encode_string(v.expose(), &mut data);
             data.push_str("\"\n");
         }
         if !data.is_empty() || string_data.is_empty() {

@@ -307,14 +307,20 @@ pub fn ascii_json(json: &str) -> String {
 /// returns `false` when `text` cannot be written as a literal block byte for byte (the caller then
 /// quotes it).
 pub fn push_literal_block(out: &mut String, text: &str, indent: usize) -> bool {
-    let printable = text.chars().all(|c| {
-        c == '\n'
-            || (!c.is_control()
-                && c != '\t'
-                && c != '\u{feff}'
-                && c != '\u{2028}'
-                && c != '\u{2029}')
-    });
+    // ASCII (every armored ciphertext) is checked a byte at a time; the rules are the same.
+    let printable = if text.is_ascii() {
+        text.bytes()
+            .all(|b| b == b'\n' || (b' '..=b'~').contains(&b))
+    } else {
+        text.chars().all(|c| {
+            c == '\n'
+                || (!c.is_control()
+                    && c != '\t'
+                    && c != '\u{feff}'
+                    && c != '\u{2028}'
+                    && c != '\u{2029}')
+        })
+    };
     if text.is_empty() || !printable || text.starts_with(' ') || text.starts_with('\n') {
         return false;
     }

@@ -9,14 +9,14 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 
 struct Fixture {
-    identity: age::x25519::Identity,
+    identity: hush_sealer::Identity,
     data: BTreeMap<String, String>,
 }
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let identity = age::x25519::Identity::generate();
+        let identity = hush_sealer::Identity::from(age::x25519::Identity::generate());
         let mut values = BTreeMap::new();
         values.insert(
             "password".to_owned(),

@@ -21,7 +21,7 @@ pub(crate) fn identity_path(name: &str) -> PathBuf {
     testdata().join("identities").join(format!("{name}.txt"))
 }
 
-pub(crate) fn identity(name: &str) -> age::x25519::Identity {
+pub(crate) fn identity(name: &str) -> hush_sealer::Identity {
     hush_sealer::parse_identity(&std::fs::read_to_string(identity_path(name)).unwrap()).unwrap()
 }
 
