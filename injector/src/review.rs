@@ -368,26 +368,31 @@ fn review_inner(
 ) -> Answer {
     // One pass; if it fails (a malformed review, or a Pod its view cannot hold), the review is
     // read again with every object raw, which finds the same problem and says where it is.
-    let parsed: ReviewIn<'_, RequestIn<'_>> =
-        match serde_json::from_slice::<ReviewIn<'_, OnePass<'_>>>(body) {
-            Ok(r) => ReviewIn {
-                api_version: r.api_version,
-                kind: r.kind,
-                request: r.request.map(|one| one.0),
-            },
-            Err(_) => match serde_json::from_slice(body) {
-                Ok(r) => r,
-                Err(e) => {
-                    return bad_request(
-                        salvage_uid(body),
-                        format!(
-                            "hush-injector: malformed AdmissionReview: {}",
-                            describe_json_error(&e)
-                        ),
-                    );
-                }
-            },
-        };
+    // A body that is UTF-8 as a whole (every valid one is) is read as a `str`, so serde_json does
+    // not check each string it borrows again.
+    let one_pass = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<ReviewIn<'_, OnePass<'_>>>(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let parsed: ReviewIn<'_, RequestIn<'_>> = match one_pass {
+        Ok(r) => ReviewIn {
+            api_version: r.api_version,
+            kind: r.kind,
+            request: r.request.map(|one| one.0),
+        },
+        Err(_) => match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return bad_request(
+                    salvage_uid(body),
+                    format!(
+                        "hush-injector: malformed AdmissionReview: {}",
+                        describe_json_error(&e)
+                    ),
+                );
+            }
+        },
+    };
     let uid = parsed.request.as_ref().map(|r| r.uid.to_string());
     if parsed.api_version != API_VERSION || parsed.kind != KIND {
         return bad_request(
