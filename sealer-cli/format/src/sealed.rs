@@ -76,13 +76,20 @@ impl SealedConfigMap {
     /// Parses a sealed ConfigMap manifest and checks it is one (label, kind, no binaryData). The
     /// cryptographic checks happen in [`check_structure`] and [`open_set`].
     pub fn parse(text: &str, what: &str) -> Result<Self> {
-        yaml::expect_kind(
-            text,
-            what,
-            "ConfigMap",
-            "hush reads sealed ConfigMaps written by `hush seal`",
-        )?;
-        let raw: RawConfigMap = yaml::parse(text, what)?;
+        // One parse when all is well; the kind check runs first only for a file that fails, so
+        // another kind is named as such (as in `Secret::parse`).
+        let raw: RawConfigMap = match yaml::parse::<RawConfigMap>(text, what) {
+            Ok(raw) if raw.api_version == "v1" && raw.kind == "ConfigMap" => raw,
+            other => {
+                yaml::expect_kind(
+                    text,
+                    what,
+                    "ConfigMap",
+                    "hush reads sealed ConfigMaps written by `hush seal`",
+                )?;
+                other?
+            }
+        };
         let ns = raw.metadata.namespace.clone().unwrap_or_default();
         let object = object_name(&ns, &raw.metadata.name);
         let invalid = |reason: String| Error::InvalidSealed {
