@@ -36,25 +36,43 @@ pub(crate) fn random_suffix() -> String {
 /// Reads a file or, for `None` or `-`, standard input, refusing more than [`MAX_INPUT_BYTES`].
 /// The buffer is zeroized on drop because it may hold a plaintext Secret.
 pub(crate) fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>> {
-    let (name, reader): (String, Box<dyn Read>) = match path {
-        None => ("standard input".into(), Box::new(std::io::stdin())),
-        Some(p) if p == Path::new("-") => ("standard input".into(), Box::new(std::io::stdin())),
-        Some(p) => (
-            p.display().to_string(),
-            Box::new(std::fs::File::open(p).map_err(|e| Error::io(p, e))?),
+    // A file's buffer is sized from its length, so it never grows: every block freed here is
+    // wiped (the CLI's allocator), and each regrowth would cost a copy and a wipe.
+    let (name, reader, size): (String, Box<dyn Read>, usize) = match path {
+        None => (
+            "standard input".into(),
+            Box::new(std::io::stdin()),
+            64 * 1024,
         ),
+        Some(p) if p == Path::new("-") => (
+            "standard input".into(),
+            Box::new(std::io::stdin()),
+            64 * 1024,
+        ),
+        Some(p) => {
+            let file = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+            let len = file.metadata().map_or(64 * 1024, |m| {
+                usize::try_from(m.len()).unwrap_or(usize::MAX)
+            });
+            (p.display().to_string(), Box::new(file), len)
+        }
     };
-    let mut buf = Zeroizing::new(Vec::with_capacity(64 * 1024));
+    let mut buf = Zeroizing::new(Vec::with_capacity(size.min(MAX_INPUT_BYTES) + 1));
     reader
         .take(MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(&name, e))?;
     hush_sealed_format::yaml::check_size(buf.len(), &name)?;
-    let text = std::str::from_utf8(&buf).map_err(|_| Error::Yaml {
-        what: name.clone(),
-        detail: "not UTF-8 text; give a YAML or JSON manifest".into(),
-    })?;
-    Ok(Zeroizing::new(text.to_owned()))
+    // The bytes move into the String (no copy); on an error they go back into a wiped buffer.
+    String::from_utf8(std::mem::take(&mut *buf))
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            drop(Zeroizing::new(e.into_bytes()));
+            Error::Yaml {
+                what: name.clone(),
+                detail: "not UTF-8 text; give a YAML or JSON manifest".into(),
+            }
+        })
 }
 
 /// Writes `content` to `path` atomically with `mode`, or to standard output when `path` is `None`.

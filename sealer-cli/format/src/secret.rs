@@ -67,7 +67,7 @@ impl<'de> Deserialize<'de> for B64Value {
             fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<B64Value, E> {
                 // Go's decoder (and so the API server) ignores line breaks in base64.
                 let compact: Zeroizing<Vec<u8>>;
-                let text = if s.bytes().any(|b| b == b'\n' || b == b'\r') {
+                let text = if s.as_bytes().contains(&b'\n') || s.as_bytes().contains(&b'\r') {
                     compact =
                         Zeroizing::new(s.bytes().filter(|b| *b != b'\n' && *b != b'\r').collect());
                     &compact[..]

@@ -309,8 +309,10 @@ pub fn ascii_json(json: &str) -> String {
 pub fn push_literal_block(out: &mut String, text: &str, indent: usize) -> bool {
     // ASCII (every armored ciphertext) is checked a byte at a time; the rules are the same.
     let printable = if text.is_ascii() {
-        text.bytes()
-            .all(|b| b == b'\n' || (b' '..=b'~').contains(&b))
+        // Without short-circuiting, so the loop is vectorised.
+        text.bytes().fold(true, |ok, b| {
+            ok & (b == b'\n' || (b' '..=b'~').contains(&b))
+        })
     } else {
         text.chars().all(|c| {
             c == '\n'
@@ -335,6 +337,7 @@ pub fn push_literal_block(out: &mut String, text: &str, indent: usize) -> bool {
     out.push_str(chomp);
     out.push('\n');
     let pad = " ".repeat(indent);
+    out.reserve(body.len() + body.len() / 16 * indent + indent + 1);
     for line in body.split('\n') {
         if !line.is_empty() {
             out.push_str(&pad);
