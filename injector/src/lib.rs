@@ -7,7 +7,6 @@ mod audit;
 mod cli;
 mod config;
 mod error;
-mod json;
 mod metrics;
 mod mutate;
 mod pod;

@@ -30,7 +30,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::InjectorConfig;
-use crate::json;
 use crate::pod::{ContainerView, SpecView};
 
 /// Name of the injected container (the contract's, re-exported for the tests).
@@ -147,7 +146,7 @@ impl Ops {
                 out.push(b',');
             }
             out.extend_from_slice(br#"{"op":"add","path":"#);
-            json::push_str(out, op.path.as_str());
+            push_str(out, op.path.as_str());
             out.extend_from_slice(br#","value":"#);
             match &op.value {
                 Val::Raw(bytes) => out.extend_from_slice(bytes),
@@ -694,32 +693,59 @@ fn volumes_and_mounts(sc: &SidecarConfig, cfg: &InjectorConfig) -> (Vec<Volume>,
     (volumes, mounts)
 }
 
-/// A small JSON writer over the answer's bytes, for [`sidecar_json`]: keys are our own literals,
-/// every other string goes through [`json::push_str`].
-struct Obj<'o> {
-    out: &'o mut Vec<u8>,
-    first: bool,
+/// Appends `s` as a JSON string literal, escaped by serde_json.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s)
+        .expect("a str always serialises, and writing into a Vec never fails");
 }
 
-impl<'o> Obj<'o> {
-    fn open(out: &'o mut Vec<u8>) -> Obj<'o> {
+/// A JSON object or array being written into the answer's bytes, for [`sidecar_json`]: `item`
+/// starts the next element (after a comma), `key` the next field; every string goes through
+/// [`push_str`].
+struct Seq<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+    end: u8,
+}
+
+impl<'o> Seq<'o> {
+    fn object(out: &'o mut Vec<u8>) -> Seq<'o> {
         out.push(b'{');
-        Obj { out, first: true }
+        Seq {
+            out,
+            first: true,
+            end: b'}',
+        }
     }
 
-    /// Writes `"key":` (after a comma unless first) and returns the buffer for the value.
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+    fn array(out: &'o mut Vec<u8>) -> Seq<'o> {
+        out.push(b'[');
+        Seq {
+            out,
+            first: true,
+            end: b']',
+        }
+    }
+
+    /// Returns the buffer for the next element, after a comma unless it is the first.
+    fn item(&mut self) -> &mut Vec<u8> {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        json::push_str(self.out, key);
-        self.out.push(b':');
         self.out
     }
 
+    /// Writes `"key":` and returns the buffer for the value.
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        let out = self.item();
+        push_str(out, key);
+        out.push(b':');
+        out
+    }
+
     fn str(&mut self, key: &str, value: &str) {
-        json::push_str(self.key(key), value);
+        push_str(self.key(key), value);
     }
 
     fn raw(&mut self, key: &str, value: &str) {
@@ -727,25 +753,21 @@ impl<'o> Obj<'o> {
     }
 
     fn strs(&mut self, key: &str, values: &[&str]) {
-        let out = self.key(key);
-        out.push(b'[');
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json::push_str(out, v);
+        let mut list = Seq::array(self.key(key));
+        for v in values {
+            push_str(list.item(), v);
         }
-        out.push(b']');
+        list.close();
     }
 
     fn close(self) {
-        self.out.push(b'}');
+        self.out.push(self.end);
     }
 }
 
 /// One `EnvVar` with a value.
 fn write_env_value(out: &mut Vec<u8>, name: &str, value: &str) {
-    let mut e = Obj::open(out);
+    let mut e = Seq::object(out);
     e.str("name", name);
     e.str("value", value);
     e.close();
@@ -753,10 +775,10 @@ fn write_env_value(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// One `EnvVar` from the downward API: `{"name":..,"valueFrom":{"fieldRef":{..}}}`.
 fn write_env_field(out: &mut Vec<u8>, name: &str, path: &str) {
-    let mut e = Obj::open(out);
+    let mut e = Seq::object(out);
     e.str("name", name);
-    let mut from = Obj::open(e.key("valueFrom"));
-    let mut field = Obj::open(from.key("fieldRef"));
+    let mut from = Seq::object(e.key("valueFrom"));
+    let mut field = Seq::object(from.key("fieldRef"));
     field.str("apiVersion", "v1");
     field.str("fieldPath", path);
     field.close();
@@ -766,11 +788,11 @@ fn write_env_field(out: &mut Vec<u8>, name: &str, path: &str) {
 
 /// `"key":{"name":"quantity",...}` of a resources map; nothing when it is empty (k8s-openapi
 /// leaves an empty map out).
-fn write_quantities(o: &mut Obj<'_>, key: &str, map: &BTreeMap<String, String>) {
+fn write_quantities(o: &mut Seq<'_>, key: &str, map: &BTreeMap<String, String>) {
     if map.is_empty() {
         return;
     }
-    let mut q = Obj::open(o.key(key));
+    let mut q = Seq::object(o.key(key));
     for (k, v) in map {
         q.str(k, v);
     }
@@ -805,7 +827,7 @@ fn sidecar_json(
     }
     let fetch_secs = i32::try_from(sc.operator.fetch_deadline.as_secs()).unwrap_or(3600);
     let mut out = Vec::with_capacity(2 * config_json.len() + 2048);
-    let mut c = Obj::open(&mut out);
+    let mut c = Seq::object(&mut out);
     c.strs(
         "args",
         &[if native {
@@ -815,37 +837,33 @@ fn sidecar_json(
         }],
     );
     c.strs("command", &[SIDECAR_BINARY]);
-    let env = c.key("env");
-    env.push(b'[');
-    write_env_value(env, vars::CONFIG, config_json);
+    let mut env = Seq::array(c.key("env"));
+    write_env_value(env.item(), vars::CONFIG, config_json);
     for (name, path) in [
         (vars::POD_NAME, "metadata.name"),
         (vars::POD_NAMESPACE, "metadata.namespace"),
         (vars::SERVICE_ACCOUNT, "spec.serviceAccountName"),
         (vars::NODE_NAME, "spec.nodeName"),
     ] {
-        env.push(b',');
-        write_env_field(env, name, path);
+        write_env_field(env.item(), name, path);
     }
     for (name, value) in values {
-        env.push(b',');
-        write_env_value(env, name, value);
+        write_env_value(env.item(), name, value);
     }
-    env.push(b']');
+    env.close();
     c.str("image", &cfg.sidecar.image);
     c.str("imagePullPolicy", &cfg.sidecar.image_pull_policy);
     c.str("name", SIDECAR_NAME);
     if native {
-        let list = c.key("ports");
-        list.push(b'[');
-        let mut port = Obj::open(list);
+        let mut ports = Seq::array(c.key("ports"));
+        let mut port = Seq::object(ports.item());
         port.raw("containerPort", &sc.operator.metrics_port.to_string());
         port.str("name", METRICS_PORT_NAME);
         port.str("protocol", "TCP");
         port.close();
-        c.out.push(b']');
+        ports.close();
     }
-    let mut res = Obj::open(c.key("resources"));
+    let mut res = Seq::object(c.key("resources"));
     write_quantities(&mut res, "limits", &cfg.sidecar.resources.limits);
     write_quantities(&mut res, "requests", &cfg.sidecar.resources.requests);
     res.close();
@@ -860,8 +878,8 @@ fn sidecar_json(
         ),
     );
     if native {
-        let mut probe = Obj::open(c.key("startupProbe"));
-        let mut exec = Obj::open(probe.key("exec"));
+        let mut probe = Seq::object(c.key("startupProbe"));
+        let mut exec = Seq::object(probe.key("exec"));
         exec.strs("command", &[SIDECAR_BINARY, subcommand::PROBE]);
         exec.close();
         probe.raw(
@@ -873,14 +891,18 @@ fn sidecar_json(
         probe.close();
     }
     c.str("terminationMessagePolicy", "FallbackToLogsOnError");
-    let list = c.key("volumeMounts");
-    list.push(b'[');
-    for (i, m) in mounts.iter().enumerate() {
-        if i > 0 {
-            list.push(b',');
-        }
-        // The sidecar's mounts come from `mount()`: a name, a path and read-only, nothing else.
-        let mut o = Obj::open(list);
+    let mut list = Seq::array(c.key("volumeMounts"));
+    for m in mounts {
+        // The sidecar's mounts come from `mount()`: a name, a path and read-only. A field added
+        // there must be written here too; the debug builds (every test) check it.
+        debug_assert!(
+            m.mount_propagation.is_none()
+                && m.recursive_read_only.is_none()
+                && m.sub_path.is_none()
+                && m.sub_path_expr.is_none(),
+            "sidecar_json writes only name, mountPath and readOnly of a mount"
+        );
+        let mut o = Seq::object(list.item());
         o.str("mountPath", &m.mount_path);
         o.str("name", &m.name);
         if let Some(ro) = m.read_only {
@@ -888,7 +910,7 @@ fn sidecar_json(
         }
         o.close();
     }
-    list.push(b']');
+    list.close();
     c.close();
     out
 }

@@ -11,12 +11,12 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
+use base64::Engine as _;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::config::InjectorConfig;
-use crate::json;
 use crate::metrics::{Endpoint, Metrics, Outcome};
 use crate::mutate::{Denial, Ops, mutate_view};
 use crate::pod::{MetaView, PodView, SpecView};
@@ -277,13 +277,24 @@ fn encode_patched(uid: &str, patch: &[u8]) -> Answer {
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
     const MID: &[u8] = br#","allowed":true,"patchType":"JSONPatch","patch":""#;
     const TAIL: &[u8] = br#""}}"#;
-    let mut body = Vec::with_capacity(
-        HEAD.len() + uid.len() + 2 + MID.len() + json::base64_len(patch.len()) + TAIL.len(),
-    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let encoded = base64::encoded_len(patch.len(), true).unwrap_or(0);
+    let mut body =
+        Vec::with_capacity(HEAD.len() + uid.len() + 2 + MID.len() + encoded + TAIL.len());
     body.extend_from_slice(HEAD);
-    json::push_str(&mut body, uid);
+    if serde_json::to_writer(&mut body, uid).is_err() {
+        // Writing a string into a Vec cannot fail.
+        return bad_request(None, "hush-injector: cannot encode the answer".into());
+    }
     body.extend_from_slice(MID);
-    json::push_base64(&mut body, patch);
+    let at = body.len();
+    body.resize(at + encoded, 0);
+    if b64.encode_slice(patch, &mut body[at..]).ok() != Some(encoded) {
+        return bad_request(
+            Some(uid.to_string()),
+            "hush-injector: cannot encode the patch".into(),
+        );
+    }
     body.extend_from_slice(TAIL);
     Answer {
         http_status: 200,
