@@ -69,7 +69,7 @@ pub(crate) fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>> {
         .map_err(|e| {
             drop(Zeroizing::new(e.into_bytes()));
             Error::Yaml {
-                what: name.clone(),
+                what: name,
                 detail: "not UTF-8 text; give a YAML or JSON manifest".into(),
             }
         })

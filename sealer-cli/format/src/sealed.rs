@@ -76,20 +76,13 @@ impl SealedConfigMap {
     /// Parses a sealed ConfigMap manifest and checks it is one (label, kind, no binaryData). The
     /// cryptographic checks happen in [`check_structure`] and [`open_set`].
     pub fn parse(text: &str, what: &str) -> Result<Self> {
-        // One parse when all is well; the kind check runs first only for a file that fails, so
-        // another kind is named as such (as in `Secret::parse`).
-        let raw: RawConfigMap = match yaml::parse::<RawConfigMap>(text, what) {
-            Ok(raw) if raw.api_version == "v1" && raw.kind == "ConfigMap" => raw,
-            other => {
-                yaml::expect_kind(
-                    text,
-                    what,
-                    "ConfigMap",
-                    "hush reads sealed ConfigMaps written by `hush seal`",
-                )?;
-                other?
-            }
-        };
+        let raw: RawConfigMap = yaml::parse_manifest(
+            text,
+            what,
+            "ConfigMap",
+            || "hush reads sealed ConfigMaps written by `hush seal`",
+            |raw: &RawConfigMap| raw.api_version == "v1" && raw.kind == "ConfigMap",
+        )?;
         let ns = raw.metadata.namespace.clone().unwrap_or_default();
         let object = object_name(&ns, &raw.metadata.name);
         let invalid = |reason: String| Error::InvalidSealed {

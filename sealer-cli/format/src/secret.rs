@@ -137,24 +137,19 @@ struct RawMeta {
 impl Secret {
     /// Parses a Secret manifest (YAML or JSON). `what` names the input in errors.
     pub fn parse(text: &str, what: &str) -> Result<Self> {
-        // One parse when all is well; only a failure pays for the kind check first, so that a
-        // file of another kind is named as such rather than by its first unknown field.
-        let raw: RawSecret = match yaml::parse::<RawSecret>(text, what) {
-            Ok(raw) if raw.api_version == "v1" && raw.kind == "Secret" => raw,
-            other => {
-                yaml::expect_kind(
-                    text,
-                    what,
-                    "Secret",
-                    if text.contains(crate::format::LABEL) {
-                        "this looks like a sealed file already: use `hush unseal`, `hush edit` or `hush rekey`"
-                    } else {
-                        ""
-                    },
-                )?;
-                other?
-            }
-        };
+        let raw: RawSecret = yaml::parse_manifest(
+            text,
+            what,
+            "Secret",
+            || {
+                if text.contains(crate::format::LABEL) {
+                    "this looks like a sealed file already: use `hush unseal`, `hush edit` or `hush rekey`"
+                } else {
+                    ""
+                }
+            },
+            |raw: &RawSecret| raw.api_version == "v1" && raw.kind == "Secret",
+        )?;
         let invalid = |reason: String| Error::InvalidSecret { reason };
         if raw.api_version != "v1" || raw.kind != "Secret" {
             return Err(invalid(format!(

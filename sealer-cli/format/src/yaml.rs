@@ -92,6 +92,25 @@ pub fn expect_kind(text: &str, what: &str, kind: &str, hint: &str) -> Result<()>
     Ok(())
 }
 
+/// Parses a manifest of `kind` as `T`: one parse when it succeeds and `is_kind` holds (`T`'s own
+/// `apiVersion` and `kind`). Only a file that fails pays for [`expect_kind`] first (with
+/// `hint()`), so a file of another kind is named as such rather than by its first unknown field.
+pub fn parse_manifest<T: DeserializeOwned>(
+    text: &str,
+    what: &str,
+    kind: &str,
+    hint: impl FnOnce() -> &'static str,
+    is_kind: impl FnOnce(&T) -> bool,
+) -> Result<T> {
+    match parse::<T>(text, what) {
+        Ok(v) if is_kind(&v) => Ok(v),
+        other => {
+            expect_kind(text, what, kind, hint())?;
+            other
+        }
+    }
+}
+
 /// Kinds a misplaced file commonly has: named in errors. Anything else is input that may be a
 /// secret (a stray line of a value), so it is never repeated.
 const KNOWN_KINDS: &[&str] = &[
