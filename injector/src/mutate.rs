@@ -709,22 +709,21 @@ struct Seq<'o> {
 }
 
 impl<'o> Seq<'o> {
-    fn object(out: &'o mut Vec<u8>) -> Seq<'o> {
-        out.push(b'{');
+    fn open(out: &'o mut Vec<u8>, start: u8, end: u8) -> Seq<'o> {
+        out.push(start);
         Seq {
             out,
             first: true,
-            end: b'}',
+            end,
         }
     }
 
+    fn object(out: &'o mut Vec<u8>) -> Seq<'o> {
+        Seq::open(out, b'{', b'}')
+    }
+
     fn array(out: &'o mut Vec<u8>) -> Seq<'o> {
-        out.push(b'[');
-        Seq {
-            out,
-            first: true,
-            end: b']',
-        }
+        Seq::open(out, b'[', b']')
     }
 
     /// Returns the buffer for the next element, after a comma unless it is the first.
